@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import boto3
@@ -30,6 +31,8 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         ensure_port_free(self.host, self.port, "moto (Cognito)")
+        # One access-log line per request would drown the task logs.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
         return self

@@ -1,0 +1,85 @@
+"""The report stage: gather the run's figures, write report.json and report.html, record the cutover."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cognito_migration import storage
+from cognito_migration.ledger import Ledger, utcnow
+from cognito_migration.report import aggregate_stage, build_report, check_conservation, render_html
+
+log = logging.getLogger(__name__)
+
+# Which XCom key counts the users a stage handled.
+_STAGE_USER_KEYS = {
+    "extract": "users",
+    "convert": "seen",
+    "dry_run": "users",
+    "import": "users",
+    "emails": "eligible",
+}
+
+_LINKS = {
+    "report.json": "report.json",
+    "rejects.csv": "rejects.csv",
+    "cutover kit": "cutover/kit.md",
+    "convert summary": "convert_summary.json",
+    "pool snapshot": "snapshot.json",
+}
+
+
+def write_report(
+    params: Any,
+    run_id: str,
+    stage_outputs: Mapping[str, Sequence[Mapping[str, Any]] | Mapping[str, Any] | None],
+) -> dict[str, Any]:
+    """Write the run report; raise ConservationError when users are unaccounted for."""
+    ledger = Ledger().create_schema()
+    run_path = storage.run_dir(run_id)
+    stages = [
+        stats
+        for name in _STAGE_USER_KEYS
+        if (stats := aggregate_stage(name, stage_outputs.get(name), _STAGE_USER_KEYS[name])) is not None
+    ]
+    emails = stage_outputs.get("emails")
+    email_totals = next((dict(s.details) for s in stages if s.name == "emails"), {}) if emails else {}
+    report = build_report(
+        run_id=run_id,
+        user_pool_id=params.user_pool_id,
+        stop_after=params.stop_after,
+        status_counts=ledger.counts(params.user_pool_id, run_id=run_id),
+        reason_counts=ledger.reason_counts(params.user_pool_id, run_id=run_id),
+        stages=stages,
+        email=email_totals,
+        links={label: rel for label, rel in _LINKS.items() if (run_path / rel).exists()},
+    )
+    storage.write_json(run_path / "report.json", report)
+    with (run_path / "report.html").open("w") as fh:
+        fh.write(render_html(report))
+    log.info("Report: %s (%s)", run_path / "report.html", report["conservation"]["equation"])
+    check_conservation(report)
+
+    cutover = None
+    if params.runs("import"):
+        cutover_at = utcnow()
+        ledger.record_cutover(
+            params.user_pool_id,
+            run_id,
+            cutover_at=cutover_at,
+            window_days=params.window_days,
+            organization_id=None,
+            summary=report["conservation"],
+        )
+        first = ledger.first_cutover(params.user_pool_id)
+        cutover = (first or {}).get("cutover_at", cutover_at).isoformat()
+    return {
+        "report_json": str(run_path / "report.json"),
+        "report_html": str(run_path / "report.html"),
+        "seen": report["conservation"]["seen"],
+        "holds": report["conservation"]["holds"],
+        "cutover_at": cutover,
+        "window_days": params.window_days,
+        "user_pool_id": params.user_pool_id,
+    }

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import pytest
+
+from cognito_migration import ledger as L
+from cognito_migration.report import (
+    ConservationError,
+    StageStats,
+    aggregate_stage,
+    build_report,
+    check_conservation,
+    render_html,
+)
+
+
+def _report(status_counts: dict[str, int], stop_after: str = "emails", **kw: object) -> dict:
+    return build_report(
+        run_id="r1",
+        user_pool_id="us-east-1_X",
+        stop_after=stop_after,
+        status_counts=status_counts,
+        reason_counts={(L.SKIPPED, "unconfirmed"): 3, (L.REJECTED, "no_email"): 2},
+        stages=[StageStats("import", 10, 2.0)],
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_conservation_holds_when_every_user_is_terminal() -> None:
+    report = _report({L.IMPORTED: 5, L.ALREADY_PRESENT: 1, L.SKIPPED: 3, L.REJECTED: 2, L.CONFLICT: 1})
+    assert report["conservation"]["holds"]
+    assert report["conservation"]["seen"] == 12
+    assert "imported 5" in report["conservation"]["equation"]
+    check_conservation(report)
+
+
+@pytest.mark.parametrize("leftover", [L.PENDING, L.FAILED])
+def test_conservation_breaks_on_pending_or_failed_after_import(leftover: str) -> None:
+    report = _report({L.IMPORTED: 5, leftover: 1})
+    assert not report["conservation"]["holds"]
+    with pytest.raises(ConservationError, match=f"{leftover} 1"):
+        check_conservation(report)
+
+
+def test_unknown_status_breaks_conservation() -> None:
+    assert not _report({L.IMPORTED: 5, "mystery": 1})["conservation"]["holds"]
+
+
+def test_run_stopped_before_import_counts_pending_as_ready() -> None:
+    report = _report({L.PENDING: 7, L.SKIPPED: 3}, stop_after="dry_run")
+    assert report["conservation"]["holds"]
+    assert "ready to import 7" in report["conservation"]["equation"]
+    assert not _report({L.PENDING: 7, L.FAILED: 1}, stop_after="dry_run")["conservation"]["holds"]
+
+
+def test_aggregate_mapped_stage_sums_counts_and_takes_longest_time() -> None:
+    stats = aggregate_stage(
+        "import",
+        [{"users": 10, "created": 9, "elapsed_s": 2.0}, {"users": 5, "created": 5, "elapsed_s": 4.0}, None],
+        "users",
+    )
+    assert stats is not None
+    assert stats.users == 15 and stats.details["created"] == 14 and stats.elapsed_s == 4.0
+    assert stats.users_per_s == pytest.approx(3.75)
+    assert aggregate_stage("import", [], "users") is None
+
+
+def test_html_shows_equation_charts_and_escapes() -> None:
+    report = _report({L.IMPORTED: 5, L.REJECTED: 2}, links={"<b>kit</b>": "cutover/kit.md"})
+    page = render_html(report)
+    assert "<svg" in page and "conservation check" in page
+    assert "imported 5" in page
+    assert "&lt;b&gt;kit&lt;/b&gt;" in page and "<b>kit</b>" not in page
+    assert "BROKEN" not in page
+    assert "BROKEN" in render_html(_report({L.IMPORTED: 5, L.FAILED: 1}))

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ from tests.emulators.conftest import PRODUCTION_KEY, READONLY_KEY, STAGING_KEY
 
 USR_ID = re.compile(r"^usr_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ORG_ID = re.compile(r"^org_[0-9a-f-]{36}$")
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:
@@ -922,6 +924,7 @@ def test_one_command_runs_it_in_the_foreground() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=REPO_ROOT,
     )
     try:
         assert process.stdout is not None

@@ -262,6 +262,17 @@ class Ledger:
             row = conn.execute(users.select().where(users.c.user_pool_id == user_pool_id, users.c.sub == sub)).first()
         return _row(row) if row else None
 
+    def get_many(self, user_pool_id: str, subs: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Rows of ``subs`` by sub (missing subs are absent): one query per 500, not one per user."""
+        found: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(subs), 500):
+                for row in conn.execute(
+                    users.select().where(users.c.user_pool_id == user_pool_id, users.c.sub.in_(chunk))
+                ):
+                    found[row.sub] = _row(row)
+        return found
+
     def users(self, user_pool_id: str, *, statuses: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
         query = users.select().where(users.c.user_pool_id == user_pool_id).order_by(users.c.sub)
         if statuses is not None:
@@ -343,12 +354,37 @@ class Ledger:
                 .values(status=status, sent_at=utcnow() if status == EMAIL_SENT else None, error=error or None)
             )
 
-    def email_sends(self, user_pool_id: str, campaign: str | None = None) -> list[dict[str, Any]]:
+    def email_sends(
+        self, user_pool_id: str, campaign: str | None = None, *, subs: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
         query = email_sends.select().where(email_sends.c.user_pool_id == user_pool_id)
         if campaign is not None:
             query = query.where(email_sends.c.campaign == campaign)
         with self.engine.connect() as conn:
-            return [_row(r) for r in conn.execute(query.order_by(email_sends.c.sub))]
+            if subs is None:
+                return [_row(r) for r in conn.execute(query.order_by(email_sends.c.sub))]
+            return [
+                _row(r)
+                for chunk in _chunks(list(subs), 500)
+                for r in conn.execute(query.where(email_sends.c.sub.in_(chunk)).order_by(email_sends.c.sub))
+            ]
+
+    def release_email(self, user_pool_id: str, sub: str, campaign: str) -> bool:
+        """Give back a claim whose message the server certainly did not accept (it answered 4xx, or the
+        connection failed before the end of the data), so a later attempt may send it.
+
+        Only a row still ``claimed`` is removed: a sent or failed outcome is never undone here.
+        """
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                email_sends.delete().where(
+                    email_sends.c.user_pool_id == user_pool_id,
+                    email_sends.c.sub == sub,
+                    email_sends.c.campaign == campaign,
+                    email_sends.c.status == EMAIL_CLAIMED,
+                )
+            )
+            return bool(result.rowcount)
 
     # -- cutover ----------------------------------------------------------------------------------------
 

@@ -376,6 +376,12 @@ def test_the_client_secret_reaches_neither_the_plan_nor_the_markdown() -> None:
     assert GOLDEN_SECRET not in repr(kit)
 
 
+def test_preflight_key_userpool_is_read_like_user_pool() -> None:
+    snapshot = golden_snapshot()
+    snapshot["UserPool"] = snapshot.pop("user_pool")
+    assert build_kit(snapshot, {"admins": 2, "beta-testers": 5}, "api-id.avnology.net").to_dict() == EXPECTED_KIT
+
+
 def test_the_snapshot_passed_in_is_not_modified() -> None:
     snapshot = golden_snapshot()
     before = copy.deepcopy(snapshot)
@@ -565,7 +571,7 @@ def test_without_memberships_member_counts_are_unknown() -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda s: s.pop("user_pool"), "user_pool"),
+        (lambda s: s.pop("user_pool"), "UserPool"),
         (lambda s: s.update(clients={"a": 1}), "clients"),
         (lambda s: s["user_pool"].update(LambdaConfig=["x"]), "LambdaConfig"),
         (lambda s: s.update(region="Mars"), "region"),

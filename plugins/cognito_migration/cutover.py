@@ -628,9 +628,10 @@ def build_kit(
     relation: str = ROLE_RELATION,
 ) -> CutoverKit:
     """The preflight snapshot (+ member counts when the memberships were read) → the whole cutover plan."""
-    pool = snapshot.get("user_pool")
+    # preflight writes DescribeUserPool's answer under its own key, UserPool; the wiring notes call it user_pool.
+    pool = snapshot.get("UserPool", snapshot.get("user_pool"))
     if not isinstance(pool, Mapping) or not isinstance(pool.get("Id"), str):
-        raise CutoverError("snapshot has no user_pool with an Id: was it written by preflight?")
+        raise CutoverError("snapshot has no UserPool with an Id: was it written by preflight?")
     clients = snapshot.get("clients", [])
     groups = snapshot.get("groups", [])
     lambda_config = pool.get("LambdaConfig") or {}

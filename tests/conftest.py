@@ -24,7 +24,9 @@ os.environ["COGNITO_MIGRATION_HOME"] = str(_SESSION_DIR / "var")
 os.environ.pop("COGNITO_MIGRATION_STORAGE", None)
 os.environ.pop("COGNITO_MIGRATION_LEDGER_URL", None)
 
-POSTGRES_ADMIN_URL = os.environ.get("COGNITO_MIGRATION_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "COGNITO_MIGRATION_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

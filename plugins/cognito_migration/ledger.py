@@ -93,6 +93,18 @@ cutovers = sa.Table(
     sa.Column("summary", sa.Text),
 )
 
+# The organization each user pool became, per tenant: Avnology documents no lookup by name, so after the
+# first create the ledger is the only place that knows the id (a re-run's create answers 409).
+organizations = sa.Table(
+    "migration_organizations",
+    metadata,
+    sa.Column("user_pool_id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("organization_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -133,6 +145,18 @@ class Outcome:
             raise ValueError(f"outcome status must be skipped, rejected, conflict or failed, not {self.status!r}")
         if not self.reason:
             raise ValueError(f"outcome for sub {self.sub} has no reason")
+
+
+@dataclass(frozen=True)
+class ImportedUser:
+    """One user carried over to Avnology: created now, or adopted (``already_present``) after a 409."""
+
+    sub: str
+    avnology_id: str
+    already_present: bool
+    cognito_last_modified: datetime | None = None
+    roles_granted: bool = False
+    detail: str = ""
 
 
 class Ledger:
@@ -230,6 +254,29 @@ class Ledger:
                     imported_run_id=run_id,
                 )
             )
+
+    def record_imports(self, user_pool_id: str, imported: Iterable[ImportedUser], *, run_id: str) -> int:
+        """:meth:`record_import` for many users in one transaction (the import writes in bulk, not per user)."""
+        now = utcnow()
+        count = 0
+        with self.engine.begin() as conn:
+            for user in imported:
+                values: dict[str, Any] = {
+                    "status": ALREADY_PRESENT if user.already_present else IMPORTED,
+                    "reason": "adopted_existing" if user.already_present else None,
+                    "detail": user.detail[:2000] or None,
+                    "avnology_id": user.avnology_id,
+                    "imported_at": now,
+                    "imported_last_modified": user.cognito_last_modified,
+                    "imported_run_id": run_id,
+                }
+                if user.roles_granted:
+                    values["roles_granted_at"] = now
+                conn.execute(
+                    users.update().where(users.c.user_pool_id == user_pool_id, users.c.sub == user.sub).values(**values)
+                )
+                count += 1
+        return count
 
     def mark_roles_granted(self, user_pool_id: str, sub: str) -> None:
         self._set(user_pool_id, sub, roles_granted_at=utcnow())
@@ -386,6 +433,36 @@ class Ledger:
             )
             return bool(result.rowcount)
 
+    # -- organizations ----------------------------------------------------------------------------------
+
+    def organization_id(self, user_pool_id: str, tenant: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(organizations.c.organization_id).where(
+                    organizations.c.user_pool_id == user_pool_id, organizations.c.tenant == tenant
+                )
+            ).scalar()
+
+    def remember_organization(self, user_pool_id: str, tenant: str, organization_id: str, name: str) -> str:
+        """Store the pool's organization; the first id stored wins and is returned (concurrent creators agree)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    organizations.insert().values(
+                        user_pool_id=user_pool_id,
+                        tenant=tenant,
+                        organization_id=organization_id,
+                        name=name,
+                        created_at=utcnow(),
+                    )
+                )
+        except sa.exc.IntegrityError:
+            pass
+        stored = self.organization_id(user_pool_id, tenant)
+        if stored is None:
+            raise RuntimeError(f"ledger: organization of pool {user_pool_id} ({tenant}) was not stored")
+        return stored
+
     # -- cutover ----------------------------------------------------------------------------------------
 
     def record_cutover(
@@ -462,7 +539,11 @@ def _make_engine(url: str) -> Engine:
             dbapi_conn.execute("PRAGMA journal_mode=WAL")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    parsed = sa.engine.make_url(url)
+    if parsed.drivername == "postgresql":
+        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the project ships psycopg2 (requirements.txt).
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return sa.create_engine(parsed, pool_pre_ping=True)
 
 
 def _row(row: Any) -> dict[str, Any]:

@@ -26,6 +26,17 @@ def require_connection(conn_id: str) -> Any:
         ) from None
 
 
+def _check_avnology(conn_ids: list[str]) -> None:
+    """An authenticated call per Avnology tenant: a bad or read-only key fails here, not mid-import."""
+    from cognito_migration.avnology import preflight_check
+
+    for conn_id in conn_ids:
+        try:
+            preflight_check(conn_id)
+        except ValueError as exc:
+            raise PreflightError(str(exc)) from None
+
+
 def run_preflight(params: Any, run_id: str) -> dict[str, Any]:
     """Check the connections this run needs, describe the pool, and create the run folder."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -41,6 +52,7 @@ def run_preflight(params: Any, run_id: str) -> dict[str, Any]:
         needed.append(config.SMTP_CONN_ID)
     for conn_id in needed:
         require_connection(conn_id)
+    _check_avnology([c for c in needed if c in (config.AVNOLOGY_STAGING_CONN_ID, config.AVNOLOGY_PRODUCTION_CONN_ID)])
 
     hook = CognitoHook(region_name=params.region)
     try:

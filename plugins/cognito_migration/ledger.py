@@ -148,6 +148,19 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class EmailOutcome:
+    """How a claimed email ended: ``sent`` (the server accepted it) or ``failed`` (refused for good, with why)."""
+
+    sub: str
+    status: str
+    error: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in (EMAIL_SENT, EMAIL_FAILED):
+            raise ValueError(f"email status must be sent or failed, not {self.status!r}")
+
+
+@dataclass(frozen=True)
 class ImportedUser:
     """One user carried over to Avnology: created now, or adopted (``already_present``) after a 409."""
 
@@ -401,6 +414,44 @@ class Ledger:
                 .values(status=status, sent_at=utcnow() if status == EMAIL_SENT else None, error=error or None)
             )
 
+    def settle_and_claim_email(
+        self,
+        user_pool_id: str,
+        campaign: str,
+        *,
+        settle: Iterable[EmailOutcome] = (),
+        claim: str | None = None,
+        run_id: str | None = None,
+    ) -> bool:
+        """Record the outcomes of earlier sends and claim the next user, in one transaction.
+
+        A campaign then commits once per email instead of twice: on SQLite's default ``synchronous=FULL`` each
+        commit is an fsync, and that is what bounds the sending rate. The claim is still committed before its
+        email goes out. Returns whether ``claim`` was claimed (False when it was already, or when None).
+        """
+        outcomes = list(settle)
+        try:
+            with self.engine.begin() as conn:
+                _settle_emails(conn, user_pool_id, campaign, outcomes)
+                if claim is None:
+                    return False
+                conn.execute(
+                    email_sends.insert().values(
+                        user_pool_id=user_pool_id,
+                        sub=claim,
+                        campaign=campaign,
+                        status=EMAIL_CLAIMED,
+                        claimed_at=utcnow(),
+                        run_id=run_id,
+                    )
+                )
+        except sa.exc.IntegrityError:
+            # The claim lost (the user was claimed already); the outcomes rolled back with it: record them alone.
+            with self.engine.begin() as conn:
+                _settle_emails(conn, user_pool_id, campaign, outcomes)
+            return False
+        return True
+
     def email_sends(
         self, user_pool_id: str, campaign: str | None = None, *, subs: Iterable[str] | None = None
     ) -> list[dict[str, Any]]:
@@ -522,6 +573,24 @@ class Ledger:
         )
         with self.engine.begin() as conn:
             conn.execute(stmt, rows)
+
+
+def _settle_emails(conn: sa.Connection, user_pool_id: str, campaign: str, outcomes: list[EmailOutcome]) -> None:
+    now = utcnow()
+    for outcome in outcomes:
+        conn.execute(
+            email_sends.update()
+            .where(
+                email_sends.c.user_pool_id == user_pool_id,
+                email_sends.c.sub == outcome.sub,
+                email_sends.c.campaign == campaign,
+            )
+            .values(
+                status=outcome.status,
+                sent_at=now if outcome.status == EMAIL_SENT else None,
+                error=outcome.error or None,
+            )
+        )
 
 
 def _make_engine(url: str) -> Engine:

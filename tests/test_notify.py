@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from email import message_from_bytes
 from email import policy as email_policy
+from email.message import EmailMessage
 from typing import Any
 
 import httpx
@@ -83,6 +84,11 @@ def received(sink: SmtpSink) -> Counter[str]:
     return Counter(r.lower() for m in sink.messages for r in m.recipients)
 
 
+def parsed(raw: bytes) -> EmailMessage:
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")  # SMTP wants CRLF lines
+    return message_from_bytes(raw, policy=email_policy.default)  # type: ignore[return-value]
+
+
 def content(**overrides: Any) -> notify.EmailContent:
     values = {
         "subject": "Set a new password",
@@ -100,7 +106,8 @@ def content(**overrides: Any) -> notify.EmailContent:
 
 def test_message_is_personalised_and_links_to_the_hosted_page() -> None:
     who = notify.Recipient(POOL, "sub-1", "ana+tag@example.com", "Zoë <b>&", "usr_1")
-    msg = notify.render_email(who, content(), "cutover-reset")
+    raw = notify.render_email(who, content(), "cutover-reset")
+    msg = parsed(raw)
 
     assert msg["Subject"] == "Set a new password"
     assert msg["From"] == "Migration <migration@example.com>"
@@ -114,15 +121,35 @@ def test_message_is_personalised_and_links_to_the_hosted_page() -> None:
     assert f'href="{link.replace("&", "&amp;")}"' in html
     assert "help@example.com" in text
 
-    again = notify.render_email(who, content(), "cutover-reset")
-    other_campaign = notify.render_email(who, content(), "second-try")
+    again = parsed(notify.render_email(who, content(), "cutover-reset"))
+    other_campaign = parsed(notify.render_email(who, content(), "second-try"))
     assert msg["Message-ID"] == again["Message-ID"] != other_campaign["Message-ID"]
     assert msg["Message-ID"].endswith("@example.com>")
 
 
+def test_non_ascii_subject_and_sender_name_are_encoded() -> None:
+    who = notify.Recipient(POOL, "sub-9", "dee@example.com", "Dee")
+    raw = notify.render_email(
+        who, content(subject="Réglez votre mot de passe", from_address="Équipe <it@example.com>"), "c"
+    )
+    assert raw.isascii()  # encoded words and quoted-printable: no 8BITMIME needed
+    msg = parsed(raw)
+    assert msg["Subject"] == "Réglez votre mot de passe"
+    (sender,) = msg["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == ("Équipe", "it@example.com")
+
+
+@pytest.mark.parametrize("field", ["subject", "from_address", "reply_to"])
+def test_line_breaks_in_headers_are_refused(field: str) -> None:
+    with pytest.raises(notify.EmailConfigError, match="line breaks"):
+        content(**{field: "Hi <a@example.com>\r\nBcc: all@example.com"})
+
+
 def test_greeting_without_a_name_and_a_link_by_avnology_id() -> None:
     who = notify.Recipient(POOL, "sub-2", "bo@example.com", "  ", "usr_2")
-    msg = notify.render_email(who, content(link_template="{hosted_base_url}/recover/{avnology_id}", reply_to=""), "c")
+    msg = parsed(
+        notify.render_email(who, content(link_template="{hosted_base_url}/recover/{avnology_id}", reply_to=""), "c")
+    )
     text = msg.get_body(preferencelist=("plain",)).get_content()
     assert text.startswith("Hello there,")
     assert "https://id.example.com/recover/usr_2" in text
@@ -138,7 +165,7 @@ def test_header_injection_through_the_subject_stops_the_campaign_before_anything
     ledger = L.Ledger(ledger_url).create_schema()
     seed(ledger, {"sub": "cy"})
     form = params(email_subject="Hi\r\nBcc: all@example.com")
-    with pytest.raises(notify.EmailConfigError, match="may not contain linefeed"):
+    with pytest.raises(notify.EmailConfigError, match="may not contain line breaks"):
         notify.send_emails_for_subs(form, RUN, ["cy"], label="t", ledger=ledger, retry=FAST)
     assert clean_stack.smtp.messages == []
     assert ledger.email_sends(POOL) == []
@@ -360,14 +387,14 @@ def test_the_transport_reconnects_after_the_server_drops_the_connection(monkeypa
     who = [notify.Recipient(POOL, f"s{i}", f"s{i}@example.com") for i in range(3)]
     with notify.SmtpTransport("smtp_restart") as transport:
         with SmtpSink(port=port) as first:
-            transport.send(notify.render_email(who[0], content(), "c"))
+            transport.send(FROM_ADDRESS, who[0].email, notify.render_email(who[0], content(), "c"))
             assert len(first.messages) == 1
         with SmtpSink(port=port) as second:
             with pytest.raises(notify.TransientSendError) as lost:
-                transport.send(notify.render_email(who[1], content(), "c"))
+                transport.send(FROM_ADDRESS, who[1].email, notify.render_email(who[1], content(), "c"))
             assert lost.value.code is None
-            transport.send(notify.render_email(who[1], content(), "c"))
-            transport.send(notify.render_email(who[2], content(), "c"))
+            for user in who[1:]:
+                transport.send(FROM_ADDRESS, user.email, notify.render_email(user, content(), "c"))
             assert [m.recipients for m in second.messages] == [["s1@example.com"], ["s2@example.com"]]
 
 
@@ -605,3 +632,19 @@ def test_concurrent_campaigns_on_the_same_users_send_each_email_once(clean_stack
 
     assert received(clean_stack.smtp) == Counter({f"{s}@example.com": 1 for s in subs})
     assert sum(r["sent"] for r in results) == 20
+
+
+def test_an_outcome_is_recorded_even_when_the_claim_it_travels_with_loses_a_race(ledger_url: str) -> None:
+    ledger = L.Ledger(ledger_url).create_schema()
+    seed(ledger, {"sub": "a"}, {"sub": "b"})
+    assert ledger.settle_and_claim_email(POOL, "c", claim="a", run_id=RUN)
+    assert ledger.claim_email(POOL, "b", "c", run_id="another-worker")
+
+    won = ledger.settle_and_claim_email(POOL, "c", settle=[L.EmailOutcome("a", L.EMAIL_SENT)], claim="b")
+
+    assert won is False
+    rows = {r["sub"]: r for r in ledger.email_sends(POOL, "c")}
+    assert rows["a"]["status"] == L.EMAIL_SENT and rows["a"]["sent_at"] is not None
+    assert rows["b"]["status"] == L.EMAIL_CLAIMED and rows["b"]["run_id"] == "another-worker"
+    with pytest.raises(ValueError, match="sent or failed"):
+        L.EmailOutcome("a", L.EMAIL_CLAIMED)

@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -231,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
                 "moto, the hook and the load generator share the machine "
                 f"(1-min load average {load_before:.1f} at the start); quota slice raised to 10,000/s.\n"
             )
+    if errors:
+        print(f"the servers' logs and the ledger are kept in {workdir}")
+    else:
+        ledger.engine.dispose()
+        shutil.rmtree(workdir, ignore_errors=True)
     print(f"RESULT hook p50_ms={p50:.1f} p99_ms={p99:.1f} errors={errors}")
     return 1 if errors else 0
 

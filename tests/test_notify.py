@@ -89,6 +89,12 @@ def parsed(raw: bytes) -> EmailMessage:
     return message_from_bytes(raw, policy=email_policy.default)  # type: ignore[return-value]
 
 
+def body(msg: EmailMessage, subtype: str) -> str:
+    part = msg.get_body(preferencelist=(subtype,))
+    assert part is not None, f"no text/{subtype} part"
+    return str(part.get_content())
+
+
 def content(**overrides: Any) -> notify.EmailContent:
     values = {
         "subject": "Set a new password",
@@ -113,8 +119,8 @@ def test_message_is_personalised_and_links_to_the_hosted_page() -> None:
     assert msg["From"] == "Migration <migration@example.com>"
     assert msg["To"] == "ana+tag@example.com"
     assert msg["Reply-To"] == "help@example.com"
-    text = msg.get_body(preferencelist=("plain",)).get_content()
-    html = msg.get_body(preferencelist=("html",)).get_content()
+    text = body(msg, "plain")
+    html = body(msg, "html")
     link = "https://id.example.com/sign-in?recovery=1&email=ana%2Btag%40example.com"
     assert "Hello Zoë <b>&," in text and link in text
     assert "Hello Zoë &lt;b&gt;&amp;," in html and "<b>&" not in html
@@ -150,7 +156,7 @@ def test_greeting_without_a_name_and_a_link_by_avnology_id() -> None:
     msg = parsed(
         notify.render_email(who, content(link_template="{hosted_base_url}/recover/{avnology_id}", reply_to=""), "c")
     )
-    text = msg.get_body(preferencelist=("plain",)).get_content()
+    text = body(msg, "plain")
     assert text.startswith("Hello there,")
     assert "https://id.example.com/recover/usr_2" in text
     assert msg["Reply-To"] is None and "Questions?" not in text
@@ -231,8 +237,21 @@ def test_exactly_one_message_per_eligible_user_and_none_for_the_ineligible(clean
     )
     assert ledger.claim_email(POOL, "sent-before", "cutover-reset", run_id="earlier")
     ledger.mark_email(POOL, "sent-before", "cutover-reset", status=L.EMAIL_SENT)
-    subs = "ok-1 ok-2 present disabled federated failed-import rejected pending hooked deleted sent-before ghost ok-1"
-    subs = subs.split()
+    subs = [
+        "ok-1",
+        "ok-2",
+        "present",
+        "disabled",
+        "federated",
+        "failed-import",
+        "rejected",
+        "pending",
+        "hooked",
+        "deleted",
+        "sent-before",
+        "ghost",
+        "ok-1",
+    ]
 
     out = notify.send_emails_for_subs(params(), RUN, subs, label="t", ledger=ledger, retry=FAST)
 
@@ -329,8 +348,8 @@ def test_server_down_aborts_the_batch_and_leaves_no_claims(
     clean_stack: Any, ledger_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     closed = free_port()
-    conn = {"conn_type": "smtp", "host": "127.0.0.1", "port": closed, "extra": {"disable_ssl": True}}
-    conn["extra"].update(disable_tls=True, from_email=FROM_ADDRESS, timeout=2, retry_limit=0)
+    extra = {"disable_ssl": True, "disable_tls": True, "from_email": FROM_ADDRESS, "timeout": 2, "retry_limit": 0}
+    conn = {"conn_type": "smtp", "host": "127.0.0.1", "port": closed, "extra": extra}
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(conn))
     ledger = L.Ledger(ledger_url).create_schema()
     seed(ledger, *({"sub": f"u{i}"} for i in range(6)))
@@ -451,7 +470,7 @@ def test_preview_renders_samples_into_the_run_folder_and_sends_nothing(clean_sta
     assert [f.name for f in files] == ["batch-0000-000.eml", "batch-0000-001.eml", "batch-0000-002.eml"]
     msg = message_from_bytes(files[0].read_bytes(), policy=email_policy.default)
     assert msg["To"] == "p0@example.com" and msg["From"] == FROM_ADDRESS
-    assert "Hello P0," in msg.get_body(preferencelist=("plain",)).get_content()
+    assert "Hello P0," in body(msg, "plain")
 
 
 def _write_batch(run_id: str, batch: int, subs: list[str]) -> None:

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from email.charset import QP, Charset
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
+from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import formataddr, formatdate, parseaddr
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import quote
 
 import jinja2
@@ -217,8 +217,8 @@ def render_email(recipient: Recipient, content: EmailContent, campaign: str) -> 
         msg["Reply-To"] = _header_address(content.reply_to)
     msg["Date"] = formatdate(usegmt=True)
     msg["Message-ID"] = message_id(recipient, campaign, content.from_address)
-    msg.attach(MIMEText(env.get_template(TEXT_TEMPLATE).render(context), "plain", _UTF8_QP))
-    msg.attach(MIMEText(env.get_template(HTML_TEMPLATE).render(context), "html", _UTF8_QP))
+    msg.attach(_text_part(env.get_template(TEXT_TEMPLATE).render(context), "plain"))
+    msg.attach(_text_part(env.get_template(HTML_TEMPLATE).render(context), "html"))
     return msg.as_bytes(policy=_WIRE_POLICY)
 
 
@@ -231,6 +231,12 @@ def _utf8_quoted_printable() -> Charset:
 
 _UTF8_QP = _utf8_quoted_printable()
 _WIRE_POLICY = email.policy.compat32.clone(linesep="\r\n")
+
+
+def _text_part(text: str, subtype: str) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(text, _UTF8_QP)
+    return part
 
 
 def _header_text(value: str) -> str:
@@ -317,7 +323,7 @@ class SmtpTransport:
             raise EmailConfigError(f"Airflow connection {self.conn_id!r} is not defined") from None
         try:
             hook.get_conn()
-            client = hook._smtp_client
+            client = cast("smtplib.SMTP", hook._smtp_client)  # the sync client, as after get_conn()
             client.ehlo_or_helo_if_needed()
         except smtplib.SMTPResponseException as exc:
             if 400 <= exc.smtp_code < 500:

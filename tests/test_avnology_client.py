@@ -131,6 +131,7 @@ def test_the_key_never_appears_in_reprs_exceptions_or_logs(clean_stack: Any, cap
     unreachable = AvnologyClient("http://127.0.0.1:9", wrong, retry=RetryPolicy(max_attempts=2, backoff_base_s=0.01))
     with pytest.raises(AvnologyTransportError) as transport:
         unreachable.list_identities()
+    assert "ConnectError; retry 1/1" in caplog.text  # the retry was logged, and the log is checked below
     texts = [repr(client), str(client), str(exc), repr(exc), exc.raw_body, str(transport.value), caplog.text]
     assert all(wrong not in text for text in texts)
     # A body that echoes the key is redacted before it is kept.
@@ -291,7 +292,17 @@ def test_a_hung_request_times_out_and_the_retry_succeeds(clean_stack: Any) -> No
     assert time.monotonic() - started < 3.5
 
 
-def test_429_retry_after_is_honoured_by_every_worker(clean_stack: Any) -> None:
+def test_a_refused_request_waits_its_retry_after_then_succeeds(clean_stack: Any) -> None:
+    clean_stack.avnology.set_faults(rate_limit_rps=1, rate_limit_burst=1)
+    client = client_for(clean_stack)
+    client.list_identities(page_size=1)
+    started = time.monotonic()
+    client.list_identities(page_size=1)  # refused with Retry-After: 1, then retried
+    assert time.monotonic() - started >= 1.0
+    assert production(clean_stack)["counters"]["rate_limited"] == 1
+
+
+def test_429_bursts_from_many_workers_all_end_in_success(clean_stack: Any) -> None:
     clean_stack.avnology.set_faults(rate_limit_rps=4, rate_limit_burst=2)
     client = client_for(clean_stack, max_concurrency=4)
     errors: list[BaseException] = []

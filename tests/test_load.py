@@ -306,6 +306,13 @@ def test_a_wrong_production_key_stops_the_batch_at_once(
     assert state(clean_stack)["identities"] == []
 
 
+def test_stages_outside_stop_after_are_skipped(ledger_url: str, pool: str, run_id: str) -> None:
+    with pytest.raises(AirflowSkipException, match="stop_after=dry_run: the import stage does not run"):
+        run_import_batch(params_for(pool, stop_after="dry_run"), run_id, "batch-0001")
+    with pytest.raises(AirflowSkipException, match="stop_after=convert"):
+        run_dry_run(params_for(pool, stop_after="convert"), run_id, "batch-0001")
+
+
 def test_a_missing_batch_file_says_which_and_what_to_do(ledger_url: str, pool: str, run_id: str) -> None:
     with pytest.raises(LoadError, match=r"identities/batch-0042.jsonl is missing .* re-run convert"):
         run_import_batch(params_for(pool), run_id, "batch-0042")

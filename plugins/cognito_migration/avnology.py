@@ -13,8 +13,8 @@ that behaves differently changes this file only:
   is *ours* (adopted) when its provenance names the same pool and sub, otherwise it is a conflict.
 - **Errors.** ``{"error": {"code", "message", "request_id", "details"}}``, parsed defensively (a flat body or
   a non-JSON body still gives a typed exception, with the raw body kept).
-- **Rate limits.** ``429`` with ``Retry-After`` (seconds or an HTTP date) is honoured by *every* worker of the
-  client (one shared pause), on top of the client's own token bucket.
+- **Rate limits.** A ``429``'s ``Retry-After`` (seconds or an HTTP date) is waited out before that request is
+  retried; the client's own token bucket (``rate_limit_rps``) keeps 429s rare in the first place.
 - **Roles.** Tuples from :func:`cognito_migration.roles.role_tuple`; ``409`` on a grant means already granted.
 
 The API key is a secret: it goes only into the ``Authorization`` header (never a URL), and never into a log
@@ -274,14 +274,14 @@ def _retry_after_seconds(response: httpx.Response, body: Mapping[str, Any] | Non
     return None
 
 
-# --- pacing: client-side rate limit and the shared Retry-After pause -----------------------------------------
+# --- pacing: the client-side rate limit ---------------------------------------------------------------------
 
 
 class RequestPacer:
-    """A token bucket (``rate_per_s``, ``burst``) shared by all threads, plus a pause all of them honour.
+    """A token bucket (``rate_per_s``, ``burst``) shared by all threads of a client; 0/None: no limit.
 
-    The bucket keeps the client under the tenant's quota; the pause makes one ``Retry-After`` hold back every
-    worker, instead of each one discovering the 429 for itself.
+    It keeps the client under the tenant's quota, so a 429 stays the exception: a brief burst the server saw
+    (its own scheduling, another client on the key), which only the refused request waits out.
     """
 
     def __init__(self, rate_per_s: float | None, burst: int | None = None) -> None:
@@ -291,28 +291,21 @@ class RequestPacer:
         self.burst = max(1, int(burst)) if burst else max(1, math.ceil(self.rate / 20)) if self.rate else 1
         self._tokens = float(self.burst)
         self._updated = time.monotonic()
-        self._paused_until = 0.0
         self._lock = threading.Lock()
-
-    def pause(self, seconds: float) -> None:
-        with self._lock:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
     def acquire(self) -> None:
         """Block until a request may go out."""
+        if not self.rate:
+            return
         while True:
             with self._lock:
                 now = time.monotonic()
-                wait = self._paused_until - now
-                if wait <= 0:
-                    if not self.rate:
-                        return
-                    self._tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
-                    self._updated = now
-                    if self._tokens >= 1.0:
-                        self._tokens -= 1.0
-                        return
-                    wait = (1.0 - self._tokens) / self.rate
+                self._tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
+                self._updated = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return
+                wait = (1.0 - self._tokens) / self.rate
             time.sleep(wait)
 
 
@@ -484,9 +477,10 @@ class AvnologyClient:
                 wait = self.retry.backoff(attempts) if wait is None else wait
                 rate_limited += 1
                 if wait <= self.retry.max_retry_after_s and rate_limited <= self.retry.max_rate_limited:
-                    wait += random.uniform(0.0, 0.1)
-                    self.pacer.pause(wait)
-                    log.info("%s %s: 429 rate limited; every worker waits %.2f s", method, path, wait)
+                    # Only the refused request waits: pausing every worker for a whole-second Retry-After
+                    # would cost a paced client a second of its quota for a burst the server saw briefly.
+                    log.info("%s %s: 429 rate limited; retrying after Retry-After %.2f s", method, path, wait)
+                    time.sleep(wait + random.uniform(0.0, 0.1))
                     attempts -= 1  # honoured waits do not use up the error budget
                     continue
             elif status in _RETRY_STATUSES and scope is RetryScope.SAFE and attempts < self.retry.max_attempts:

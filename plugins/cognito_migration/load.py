@@ -116,7 +116,6 @@ class Job:
 
     line: Mapping[str, Any]
     known_id: str | None = None
-    grant_roles: bool = True
 
 
 @dataclass(frozen=True)
@@ -162,7 +161,7 @@ def _carry_one(target: Target, job: Job) -> UserResult:
             identity, user_pool_id=target.user_pool_id, sub=line["sub"], validate_only=target.validate_only
         )
     groups = [g for g in line.get("groups") or () if isinstance(g, str)]
-    if target.validate_only or outcome.avnology_id is None or not job.grant_roles:
+    if target.validate_only or outcome.avnology_id is None:
         return UserResult(job, outcome)
     try:
         new = target.client.grant_roles(
@@ -259,8 +258,17 @@ def dry_run_batch(target: Target, lines: Sequence[Mapping[str, Any]]) -> DryRunT
     return tally
 
 
+def skip_unless_stage(params: Any, stage: str) -> None:
+    """A stage outside the form's ``stop_after`` is skipped, visibly, in the Airflow UI."""
+    if not params.runs(stage):
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(f"stop_after={params.stop_after}: the {stage} stage does not run")
+
+
 def run_dry_run(params: Any, run_id: str, batch_id: str) -> dict[str, Any]:
     """Stage entry: dry-run one batch against ``avnology_staging``; writes ``dry_run/<batch>.json``."""
+    skip_unless_stage(params, "dry_run")
     started = time.monotonic()
     run_path = storage.run_dir(run_id)
     lines = read_batch(run_path, batch_id)
@@ -666,6 +674,7 @@ def _count_import(tally: ImportTally, result: UserResult) -> None:
 
 def run_import_batch(params: Any, run_id: str, batch_id: str) -> dict[str, Any]:
     """Stage entry: import one batch into ``avnology_production``; writes ``import/<batch>.json``."""
+    skip_unless_stage(params, "import")
     if params.import_backend == "cli":
         from cognito_migration.cli_backend import run_cli_import_batch
 

@@ -104,4 +104,5 @@ def _rmtree(path: ObjectStoragePath) -> None:
             _rmtree(child)
         else:
             child.unlink()
-    path.rmdir()
+    if path.exists():  # an object store (S3) has no empty folders: the prefix went with its last object
+        path.rmdir()

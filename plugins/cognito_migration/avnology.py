@@ -610,6 +610,11 @@ class AvnologyClient:
         )
         return self._json(response)
 
+    def delete_identity(self, identity_id: str) -> None:
+        """``DELETE /v1/identities/{id}``, the documented default: a soft delete (state ``scheduled_deletion``,
+        purged after 30 days, its email stays taken). Idempotent, so retried like a read."""
+        self.request("DELETE", f"/v1/identities/{quote(identity_id, safe='')}", ok=(200, 204))
+
     def create_organization(
         self, name: str, *, display_name: str | None = None, slug: str | None = None
     ) -> dict[str, Any]:

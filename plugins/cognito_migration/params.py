@@ -173,26 +173,35 @@ def parse_params(raw: dict[str, Any]) -> MigrationParams:
     return params
 
 
-def airflow_params() -> dict[str, Any]:
-    """``Param`` objects for the DAG's trigger form, built from the model (imported lazily: pure module)."""
+def airflow_params(
+    model: type[MigrationParams] = MigrationParams, defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``Param`` objects for a DAG's trigger form, built from ``model`` (imported lazily: pure module).
+
+    ``model`` may extend :class:`MigrationParams` (the reconciliation's form does); ``defaults`` replaces field
+    defaults, for a deployment that sets its own (the caller validates them).
+    """
     from airflow.sdk import Param
 
-    schema = MigrationParams.model_json_schema()
+    schema = model.model_json_schema()
     out: dict[str, Any] = {}
-    for name, field in MigrationParams.model_fields.items():
+    for name, field in model.model_fields.items():
         prop = schema["properties"][name]
         kwargs: dict[str, Any] = {
             "description": field.description,
             "section": prop.get("section"),
             "title": name.replace("_", " ").capitalize(),
         }
+        nullable = "anyOf" in prop  # an optional field (``int | None``): its own schema, or null
+        if nullable:
+            prop = {**prop, **next(p for p in prop["anyOf"] if p.get("type") != "null")}
         if "enum" in prop:
             kwargs["enum"] = prop["enum"]
             kwargs["type"] = "integer" if all(isinstance(v, int) for v in prop["enum"]) else "string"
         elif prop.get("type"):
-            kwargs["type"] = prop["type"]
+            kwargs["type"] = [prop["type"], "null"] if nullable else prop["type"]
         for key in ("minimum", "maximum", "exclusiveMinimum", "pattern"):
             if key in prop and not (name == "user_pool_id" and key == "pattern"):
                 kwargs[key] = prop[key]
-        out[name] = Param(field.default, **kwargs)
+        out[name] = Param((defaults or {}).get(name, field.default), **kwargs)
     return out

@@ -27,6 +27,8 @@ from cognito_migration.convert import (
 )
 from cognito_migration.models import (
     AUTH0_IMPORT_SCHEMA_PATH,
+    AVNOLOGY_ADMIN_METADATA,
+    AVNOLOGY_TRAITS,
     IDENTITY_LINE,
     PROFILE_MAX_BYTES,
     Converted,
@@ -85,6 +87,9 @@ def assert_valid(result: Converted) -> None:
     assert len(result.auth0_json) <= PROFILE_MAX_BYTES
     line = json.loads(result.line_json)
     IDENTITY_LINE.validate_python(line, strict=False)
+    AVNOLOGY_TRAITS.validate_python(result.line["identity"]["traits"])
+    AVNOLOGY_ADMIN_METADATA.validate_python(result.line["identity"]["admin_metadata"])
+    assert line["groups"] == record["app_metadata"]["cognito"]["groups"]
     assert line["sub"] == record["user_id"] == result.sub
     assert "organization_id" not in line["identity"]
 

@@ -91,6 +91,7 @@ class ConvertPolicy(BaseModel):
 
 
 _CUSTOM_PREFIX = "custom:"
+_CUSTOM_PREFIX_LEN = len(_CUSTOM_PREFIX)
 _SLUG_UNSAFE = re.compile(r"[^a-z0-9]+")
 
 
@@ -132,11 +133,6 @@ def _metadata_dict(
 ) -> dict[str, str]:
     """Values keyed by legal metadata key names, in name order so attribute order never changes the output.
     Renamings are appended to ``renamed`` as ``{attribute, key}``."""
-    for name in values:
-        if not name or "." in name or "$" in name:
-            break
-    else:  # all legal: a declared name that is legal keeps its key (see PoolContext), so nothing to rename
-        return dict(sorted(values.items()))
     # Declared names first (their keys are fixed pool-wide), then legal names, so those keep their own name.
     order = sorted(values, key=lambda name: (name not in declared, _needs_sanitizing(name), name))
     out: dict[str, str] = {}
@@ -229,6 +225,7 @@ _MAPPED = frozenset(
         *_METADATA_STANDARD_TAIL,
     }
 )
+_METADATA_STANDARD_ALL = frozenset(_METADATA_STANDARD + _METADATA_STANDARD_TAIL)
 _IDENTITIES_RAW_MAX = 2048
 _AUTH0_NAME_LIMITS = (*_NAME_FIELDS, ("nickname", NICKNAME_MAX_LENGTH))
 # Cognito writes "true"/"false"; anything else (absent, garbage) counts as not verified.
@@ -315,10 +312,11 @@ def _salvage(raw: object) -> tuple[str, str, str, str]:
     return text(attrs.get("sub")), text(raw.get("Username")), text(attrs.get("email")), text(raw.get("UserStatus"))
 
 
-def _parse(raw: Mapping[str, Any] | str | bytes) -> Any:
-    if isinstance(raw, str | bytes | bytearray):
-        return COGNITO_USER.validate_json(raw)
-    return COGNITO_USER.validate_python(raw)
+# The adapters' core validators, called directly: TypeAdapter's Python wrapper costs a few percent per user.
+_parse_json = COGNITO_USER.validator.validate_json
+_parse_python = COGNITO_USER.validator.validate_python
+_validate_auth0 = AUTH0_USER.validator.validate_python
+_validate_line = IDENTITY_LINE.validator.validate_python
 
 
 def convert_user(
@@ -335,7 +333,7 @@ def convert_user(
     enabled policies, then email, phone and names, then validation of the two outputs and the profile size.
     """
     try:
-        user = _parse(raw)
+        user = _parse_json(raw) if isinstance(raw, str | bytes | bytearray) else _parse_python(raw)
     except ValidationError as exc:
         sub, username, email, status = _salvage(raw)
         return Excluded(sub, username, email, status, Outcome.REJECTED, Reason.INVALID_RECORD, _validation_detail(exc))
@@ -409,13 +407,16 @@ def convert_user(
     if truncated:
         warnings.append(ConvertWarning.NAMES_TRUNCATED)
 
-    looks_like_id = "@" in username or _UUID_ANY_CASE_RE.match(username) is not None
+    looks_like_id = username == sub or "@" in username or _UUID_ANY_CASE_RE.match(username) is not None
     user_metadata: dict[str, Any] = {}
     traits: dict[str, Any] = {}
-    for attr in _METADATA_STANDARD:
-        value = attrs.get(attr)
-        if value:
-            user_metadata[attr] = traits[attr] = value
+    # Most users have none of these: test with one set intersection, then fill in the fixed order.
+    has_metadata_standard = not _METADATA_STANDARD_ALL.isdisjoint(attrs)
+    if has_metadata_standard:
+        for attr in _METADATA_STANDARD:
+            value = attrs.get(attr)
+            if value:
+                user_metadata[attr] = traits[attr] = value
     locale = attrs.get("locale") or None
     if locale is not None:
         locale = locale.replace("_", "-")
@@ -435,10 +436,11 @@ def convert_user(
             auth0_dropped.append("zoneinfo")
             avnology_dropped.append("zoneinfo")
             timezone = None
-    for attr in _METADATA_STANDARD_TAIL:
-        value = attrs.get(attr)
-        if value:
-            user_metadata[attr] = traits[attr] = value
+    if has_metadata_standard:
+        for attr in _METADATA_STANDARD_TAIL:
+            value = attrs.get(attr)
+            if value:
+                user_metadata[attr] = traits[attr] = value
     if attrs.get("nickname"):
         traits["nickname"] = attrs["nickname"]
     picture = attrs.get("picture") or None
@@ -452,18 +454,25 @@ def convert_user(
     # Custom and unknown attributes: metadata key names without "." or "$", the renaming recorded.
     custom_values: dict[str, str] = {}
     other_values: dict[str, str] = {}
+    custom_renames = False
     for name in attrs.keys() - _MAPPED:
         value = attrs[name]
         if not value:
             continue
         if name.startswith(_CUSTOM_PREFIX):
-            custom_values[name[len(_CUSTOM_PREFIX) :]] = value
+            name = name[_CUSTOM_PREFIX_LEN:]
+            custom_values[name] = value
+            custom_renames = custom_renames or not name or "." in name or "$" in name
         else:
             other_values[name] = value
     renamed: list[dict[str, str]] = []
-    custom: dict[str, str] = {}
     if custom_values:
-        custom = _metadata_dict(custom_values, pool.custom_keys, _CUSTOM_PREFIX, renamed)
+        # Legal names keep their key (a declared legal name's key is itself, see PoolContext): sort and go.
+        custom = (
+            _metadata_dict(custom_values, pool.custom_keys, _CUSTOM_PREFIX, renamed)
+            if custom_renames
+            else dict(sorted(custom_values.items()))
+        )
         user_metadata["custom"] = traits["custom"] = custom
     other = _metadata_dict(other_values, {}, "", renamed) if other_values else {}
     if renamed:
@@ -564,12 +573,12 @@ def convert_user(
     }
 
     try:
-        AUTH0_USER.validate_python(auth0)
+        _validate_auth0(auth0)
     except ValidationError as exc:
         detail = _validation_detail(exc, "Auth0 record: ")
         return excluded(Outcome.REJECTED, Reason.INVALID_RECORD, detail, modified_us)
     try:
-        IDENTITY_LINE.validate_python(line)
+        _validate_line(line)
     except ValidationError as exc:
         detail = _validation_detail(exc, "identity line: ")
         return excluded(Outcome.REJECTED, Reason.INVALID_RECORD, detail, modified_us)

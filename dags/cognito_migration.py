@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow.sdk import dag, get_current_context, task
 
+from cognito_migration.config import POOL_COGNITO_USERLIST
 from cognito_migration.params import airflow_params, parse_params
 
 DOC = __doc__
@@ -41,7 +42,29 @@ def cognito_migration() -> None:
         params, run_id = _run()
         return run_preflight(params, run_id)
 
-    preflight()
+    # Every UserList caller takes a slot of the pool and paces itself at budget/slots (cognito_migration.extract).
+    @task(pool=POOL_COGNITO_USERLIST, multiple_outputs=False, map_index_template="shard {{ task.op_kwargs['shard'] }}")
+    def extract(shard: str) -> dict[str, Any]:
+        from cognito_migration.extract import run_extract_shard
+
+        params, run_id = _run()
+        return run_extract_shard(params, run_id, shard)
+
+    @task(pool=POOL_COGNITO_USERLIST, multiple_outputs=False)
+    def memberships() -> dict[str, Any]:
+        from cognito_migration.extract import run_memberships
+
+        params, run_id = _run()
+        return run_memberships(params, run_id)
+
+    @task
+    def shard_plan(plan: dict[str, Any]) -> list[str]:
+        """Airflow maps only over a task's whole return value, so the shard list gets its own (trivial) task."""
+        return list(plan["shards"])
+
+    plan = preflight()
+    extract.expand(shard=shard_plan(plan))
+    plan >> memberships()
 
 
 cognito_migration()

@@ -1,4 +1,8 @@
-"""Cognito reader: a thin hook around the ``cognito-idp`` client (the amazon provider has no Cognito hook)."""
+"""Cognito reader: a thin hook around the ``cognito-idp`` client (the amazon provider has no Cognito hook).
+
+The paging, checkpointing and budget logic live in :mod:`cognito_migration.extract`; this module only builds the
+client, with botocore's adaptive retries unless the connection chose its own retry settings.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,13 @@ from functools import cached_property
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from botocore.config import Config
 
 from cognito_migration import config
+
+# Adaptive mode retries TooManyRequestsException with backoff *and* slows the client's own sending rate after a
+# throttle; the legacy default mode does not treat Cognito's throttle as retryable.
+DEFAULT_RETRIES = {"mode": "adaptive", "max_attempts": 10}
 
 
 class CognitoHook(AwsBaseHook):
@@ -18,4 +27,7 @@ class CognitoHook(AwsBaseHook):
 
     @cached_property
     def client(self) -> Any:  # type: ignore[override]
-        return self.get_conn()
+        botocore_config = self.config
+        if not (botocore_config.retries or {}).get("mode"):
+            botocore_config = botocore_config.merge(Config(retries=DEFAULT_RETRIES))
+        return self.get_client_type(region_name=self.region_name, config=botocore_config)

@@ -1,0 +1,123 @@
+"""Fixtures of the real-scheduler end-to-end test: a PostgreSQL-backed Airflow on loopback, and headless Chromium.
+
+They run only under ``make e2e`` (``COGNITO_MIGRATION_E2E=1``, set by scripts/e2e.py): starting four Airflow
+components takes tens of seconds, too slow for ``make test``. The runner also sets REQUIRE_POSTGRES=1 and
+REQUIRE_CHROMIUM=1, so a missing server or browser fails with a message instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from emulators.airflow_home import PROJECT_ROOT
+from tests.e2e.browser import find_chromium
+from tests.e2e.cluster import AirflowApi, AirflowCluster
+
+ENABLED = os.environ.get("COGNITO_MIGRATION_E2E") == "1"
+ARTIFACTS = Path(os.environ.get("COGNITO_MIGRATION_E2E_ARTIFACTS") or PROJECT_ROOT / "var" / "artifacts" / "e2e")
+POOLS_FILE = PROJECT_ROOT / "deploy" / "pools.json"
+LEDGER_INIT = PROJECT_ROOT / "deploy" / "ledger_init.py"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if ENABLED:
+        return
+    skip = pytest.mark.skip(reason="the real-scheduler end-to-end test runs with `make e2e`")
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    binary = find_chromium()
+    if binary:
+        return binary
+    message = "Chromium is not installed (Debian: apt-get install -y chromium; `make e2e` installs it)"
+    if os.environ.get("REQUIRE_CHROMIUM") == "1":
+        pytest.fail(message + " (REQUIRE_CHROMIUM=1 makes this a failure)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def ledger_db(postgres_url: str) -> Iterator[str]:
+    """The ledger's own database on the same server, created by the script docker-compose's airflow-init runs."""
+    url = sa.make_url(postgres_url)
+    ledger = url.set(drivername="postgresql+psycopg2", database=f"{url.database}_ledger")
+    rendered = ledger.render_as_string(hide_password=False)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "plugins"), str(PROJECT_ROOT)])}
+    done = subprocess.run(
+        [sys.executable, str(LEDGER_INIT), rendered], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0 and "database created" in done.stdout, f"ledger_init failed: {done.stderr[-2000:]}"
+    try:
+        yield rendered
+    finally:
+        admin = sa.create_engine(
+            url.set(drivername="postgresql+psycopg2", database="postgres"), isolation_level="AUTOCOMMIT"
+        )
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": ledger.database},
+            )
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{ledger.database}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    postgres_url: str, ledger_db: str, stack: Any, tmp_path_factory: pytest.TempPathFactory, artifacts: Path
+) -> Iterator[AirflowCluster]:
+    """api-server, scheduler, dag-processor and triggerer with LocalExecutor on the throwaway PostgreSQL database.
+
+    Tasks reach the local stack through the ``AIRFLOW_CONN_*`` variables, the ledger on PostgreSQL and run storage
+    in a private folder, as the compose deployment does with its own services.
+    """
+    home = tmp_path_factory.mktemp("airflow-e2e")
+    metadata = sa.make_url(postgres_url).set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    deployment = AirflowCluster(
+        home=home,
+        metadata_url=metadata,
+        extra_env={
+            **stack.connection_env(),
+            "COGNITO_MIGRATION_LEDGER_URL": ledger_db,
+            "COGNITO_MIGRATION_STORAGE": str(home / "storage"),
+            "COGNITO_MIGRATION_HOME": str(home / "var"),
+        },
+    )
+    try:
+        deployment.migrate()
+        deployment.import_pools(POOLS_FILE)
+        deployment.start()
+        deployment.wait_healthy(timeout=180)
+        yield deployment
+    finally:
+        deployment.stop()
+        logs = artifacts / "component-logs"
+        shutil.rmtree(logs, ignore_errors=True)
+        shutil.copytree(deployment.logs, logs, dirs_exist_ok=True)
+
+
+@pytest.fixture(scope="module")
+def api(cluster: AirflowCluster) -> Iterator[AirflowApi]:
+    client = cluster.api()
+    try:
+        yield client
+    finally:
+        client.close()

@@ -151,7 +151,7 @@ def test_hook_from_connection_hides_the_key(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.base_url == "https://api-id.avnology.net"
     assert (settings.timeout, settings.max_concurrency, settings.rate_limit_rps) == (12.0, 3, 40.0)
     assert settings.role_namespace == "groups" and settings.role_relation == "member"
-    assert hook.client.max_concurrency == 3 and hook.client.pacer.rate == 40.0
+    assert hook.client.max_concurrency == 3 and hook.client.rate_limiter.rate_per_s == 40.0  # type: ignore[union-attr]
     assert key not in repr(hook) and key not in repr(hook.client) and key not in repr(settings)
 
 

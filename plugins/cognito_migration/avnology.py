@@ -44,6 +44,7 @@ import httpx
 from airflow.sdk import BaseHook
 
 from cognito_migration import config
+from cognito_migration.ratelimit import RateLimiter
 from cognito_migration.roles import ROLE_NAMESPACE, ROLE_RELATION, role_tuple
 
 log = logging.getLogger(__name__)
@@ -274,41 +275,6 @@ def _retry_after_seconds(response: httpx.Response, body: Mapping[str, Any] | Non
     return None
 
 
-# --- pacing: the client-side rate limit ---------------------------------------------------------------------
-
-
-class RequestPacer:
-    """A token bucket (``rate_per_s``, ``burst``) shared by all threads of a client; 0/None: no limit.
-
-    It keeps the client under the tenant's quota, so a 429 stays the exception: a brief burst the server saw
-    (its own scheduling, another client on the key), which only the refused request waits out.
-    """
-
-    def __init__(self, rate_per_s: float | None, burst: int | None = None) -> None:
-        if rate_per_s is not None and rate_per_s < 0:
-            raise ValueError("rate_limit_rps must be positive (or 0/None for no client-side limit)")
-        self.rate = float(rate_per_s or 0.0)
-        self.burst = max(1, int(burst)) if burst else max(1, math.ceil(self.rate / 20)) if self.rate else 1
-        self._tokens = float(self.burst)
-        self._updated = time.monotonic()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        """Block until a request may go out."""
-        if not self.rate:
-            return
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                self._tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
-                self._updated = now
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
-                    return
-                wait = (1.0 - self._tokens) / self.rate
-            time.sleep(wait)
-
-
 class RetryScope(Enum):
     """Which failures a request may be retried on, by what a repeat could do."""
 
@@ -403,7 +369,14 @@ class AvnologyClient:
         self.timeout = float(timeout)
         self.max_concurrency = max_concurrency
         self.retry = retry or RetryPolicy()
-        self.pacer = RequestPacer(rate_limit_rps, rate_limit_burst)
+        if rate_limit_rps is not None and rate_limit_rps < 0:
+            raise ValueError("rate_limit_rps must be positive (or 0/None for no client-side limit)")
+        # Keeps the client under the tenant's quota, so that a 429 stays the exception (a burst the server saw).
+        self.rate_limiter = (
+            RateLimiter(rate_limit_rps, rate_limit_burst or max(1, math.ceil(rate_limit_rps / 20)))
+            if rate_limit_rps
+            else None
+        )
         self._api_key = api_key
         self._in_flight = threading.BoundedSemaphore(max_concurrency)
         self._http = httpx.Client(
@@ -417,7 +390,7 @@ class AvnologyClient:
     def __repr__(self) -> str:
         return (
             f"AvnologyClient(label={self.label!r}, base_url={self.base_url!r}, api_key=<hidden>, "
-            f"max_concurrency={self.max_concurrency}, rate_limit_rps={self.pacer.rate or None})"
+            f"max_concurrency={self.max_concurrency}, rate_limit_rps={self.rate_limiter.rate_per_s if self.rate_limiter else None})"
         )
 
     def close(self) -> None:
@@ -452,7 +425,8 @@ class AvnologyClient:
         rate_limited = 0
         while True:
             attempts += 1
-            self.pacer.acquire()
+            if self.rate_limiter is not None:
+                self.rate_limiter.acquire()
             try:
                 with self._in_flight:
                     response = self._http.request(method, path, json=json, params=params, headers=all_headers)

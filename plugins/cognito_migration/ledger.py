@@ -242,6 +242,23 @@ class Ledger:
                 count += 1
         return count
 
+    def mark_pending(self, user_pool_id: str, subs: Iterable[str]) -> int:
+        """Put users this run converted back in the queue (e.g. rejected last run, fixed in Cognito since).
+
+        Users already carried over keep their success status: the import skips them by the ledger.
+        """
+        changed = 0
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(subs), 500):
+                result = conn.execute(
+                    users.update()
+                    .where(users.c.user_pool_id == user_pool_id, users.c.sub.in_(chunk))
+                    .where(users.c.status.not_in(SUCCESS_STATUSES | {PENDING}))
+                    .values(status=PENDING, reason=None, detail=None)
+                )
+                changed += result.rowcount or 0
+        return changed
+
     def record_import(
         self,
         user_pool_id: str,

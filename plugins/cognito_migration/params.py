@@ -205,3 +205,11 @@ def airflow_params(
                 kwargs[key] = prop[key]
         out[name] = Param((defaults or {}).get(name, field.default), **kwargs)
     return out
+
+
+def skip_unless_stage(params: MigrationParams, stage: str) -> None:
+    """A stage outside the form's ``stop_after`` is skipped, visibly, in the Airflow UI."""
+    if not params.runs(stage):
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(f"stop_after={params.stop_after}: the {stage} stage does not run")

@@ -46,7 +46,7 @@ users = sa.Table(
     metadata,
     sa.Column("user_pool_id", sa.String(64), primary_key=True),
     sa.Column("sub", sa.String(64), primary_key=True),
-    sa.Column("username", sa.String(256), nullable=False),
+    sa.Column("username", sa.String(256), nullable=False, index=True),
     sa.Column("email", sa.String(320)),
     sa.Column("email_lower", sa.String(320), index=True),
     sa.Column("first_name", sa.String(256)),
@@ -322,17 +322,24 @@ class Ledger:
                 )
 
     def mark_hook_migrated(self, user_pool_id: str, identifier: str) -> int:
-        """Record that the password migration hook verified this user (matched by email or username)."""
+        """Record that the password migration hook verified this user (matched by email or username).
+
+        Two indexed updates rather than one ``OR``: this runs on the sign-in path, and SQLite would answer an
+        ``OR`` across two columns with a scan of the whole pool.
+        """
         ident = identifier.strip()
+        now = utcnow()
+        changed = 0
         with self.engine.begin() as conn:
-            result = conn.execute(
-                users.update()
-                .where(users.c.user_pool_id == user_pool_id)
-                .where(sa.or_(users.c.email_lower == ident.lower(), users.c.username == ident))
-                .where(users.c.hook_migrated_at.is_(None))
-                .values(hook_migrated_at=utcnow())
-            )
-            return result.rowcount or 0
+            for column, value in ((users.c.email_lower, ident.lower()), (users.c.username, ident)):
+                result = conn.execute(
+                    users.update()
+                    .where(users.c.user_pool_id == user_pool_id, column == value)
+                    .where(users.c.hook_migrated_at.is_(None))
+                    .values(hook_migrated_at=now)
+                )
+                changed += result.rowcount or 0
+        return changed
 
     def get(self, user_pool_id: str, sub: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

@@ -42,6 +42,7 @@ from cognito_migration.ledger import (
     Outcome,
     SeenUser,
 )
+from cognito_migration.params import skip_unless_stage
 
 log = logging.getLogger(__name__)
 
@@ -256,14 +257,6 @@ def dry_run_batch(target: Target, lines: Sequence[Mapping[str, Any]]) -> DryRunT
     for result in carry_over(target, [Job(line) for line in lines]):
         tally.add(result)
     return tally
-
-
-def skip_unless_stage(params: Any, stage: str) -> None:
-    """A stage outside the form's ``stop_after`` is skipped, visibly, in the Airflow UI."""
-    if not params.runs(stage):
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        raise AirflowSkipException(f"stop_after={params.stop_after}: the {stage} stage does not run")
 
 
 def run_dry_run(params: Any, run_id: str, batch_id: str) -> dict[str, Any]:

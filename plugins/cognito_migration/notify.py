@@ -724,10 +724,10 @@ def send_batch_emails(params: MigrationParams, run_id: str, batch_id: int | str)
     """
     from airflow.sdk.exceptions import AirflowSkipException
 
+    from cognito_migration.params import skip_unless_stage
     from cognito_migration.storage import iter_jsonl, run_dir
 
-    if not params.runs("emails"):
-        raise AirflowSkipException(f"emails are outside stop_after={params.stop_after!r}")
+    skip_unless_stage(params, "emails")
     if params.email_mode == MODE_OFF:
         raise AirflowSkipException("email_mode is 'off'")
     batch = batch_number(batch_id)

@@ -353,7 +353,7 @@ def test_every_variable_the_pipeline_reads_is_set_on_every_airflow_service(local
     for name in (*AIRFLOW_COMMANDS, "airflow-init"):
         env = service_env(local, name, ENV_LOCAL)
         assert read <= set(env), f"{name} does not set {sorted(read - set(env))}"
-        ours = {k for k in env if k.startswith("COGNITO_MIGRATION_")}
+        ours = {k for k in env if k.startswith("COGNITO_")}
         assert ours <= read, f"{name} sets {sorted(ours - read)}, which no code reads (a typo?)"
 
 
@@ -458,6 +458,14 @@ def test_required_variables_are_documented_and_the_local_template_resolves(raw: 
     from cryptography.fernet import Fernet
 
     Fernet(local_env["AIRFLOW_FERNET_KEY"].encode())
+
+
+def test_every_postgresql_url_names_the_psycopg2_driver(local: dict[str, Any]) -> None:
+    """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which the image does not install."""
+    for name in local["services"]:
+        for key, value in service_env(local, name, ENV_LOCAL).items():
+            for url in re.findall(r"postgresql[\w+]*://", value):
+                assert url == "postgresql+psycopg2://", f"{name}: {key} uses {url} (write postgresql+psycopg2://)"
 
 
 def test_ledger_on_compose_postgres_and_storage_moved_by_one_variable(

@@ -51,6 +51,7 @@ class AirflowCluster:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     executor: str = "LocalExecutor"
     parallelism: int = 4
+    broker_url: str = "redis://127.0.0.1:6379/0"
     port: int = 0
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
 
@@ -62,10 +63,16 @@ class AirflowCluster:
         # Every component must sign and check the same tokens (the task SDK talks to the execution API with them).
         self._jwt_secret = secrets.token_urlsafe(32)
         self._api_secret = secrets.token_urlsafe(32)
+        self._log_ports = (free_port(), free_port())
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def celery_queue(self) -> str:
+        """A queue of our own, so a broker shared with anything else on this machine never mixes up tasks."""
+        return f"cogmig-e2e-{self.port}"
 
     def env(self) -> dict[str, str]:
         env = {**os.environ, **airflow_env(self.home)}
@@ -87,9 +94,20 @@ class AirflowCluster:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self._log_ports[0]),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self._log_ports[1]),
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.executor == "CeleryExecutor":
+            env.update(
+                {
+                    "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.metadata_url,
+                    "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.celery_queue,
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.parallelism),
+                }
+            )
         env.update(self.extra_env)
         return env
 
@@ -117,13 +135,19 @@ class AirflowCluster:
             raise ClusterError(f"pools file {pools_file} is missing; deployment imports it at init")
         self.airflow("pools", "import", str(pools_file))
 
-    def start(self, components: tuple[str, ...] = COMPONENTS) -> None:
+    def components(self) -> tuple[str, ...]:
+        return (*COMPONENTS, "celery-worker") if self.executor == "CeleryExecutor" else COMPONENTS
+
+    def start(self, components: tuple[str, ...] | None = None) -> None:
         binary = Path(sys.executable).with_name("airflow")
         env = self.env()
-        for name in components:
-            args = [str(binary), name]
+        for name in components or self.components():
+            args = [str(binary), *name.split("-", 1)] if name == "celery-worker" else [str(binary), name]
             if name == "api-server":
                 args += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+            if name == "celery-worker":
+                args += ["--queues", self.celery_queue, "--concurrency", str(self.parallelism)]
+                args += ["--celery-hostname", f"{self.celery_queue}@%h"]
             log = (self.logs / f"{name}.log").open("wb")
             try:
                 # A session of its own, so stop() can end the component together with its task processes.
@@ -151,6 +175,9 @@ class AirflowCluster:
             if response.status_code != 200:
                 return False
             body = response.json()
+            if "celery-worker" in self.processes and " ready." not in self.log_tail("celery-worker", 100_000):
+                last = "the Celery worker has not said it is ready"
+                return False
             return all((body.get(key) or {}).get("status") == "healthy" for key in wanted)
 
         wait_until(healthy, timeout, lambda: f"Airflow components not healthy; last health answer: {last}")
@@ -264,6 +291,9 @@ class AirflowApi:
         errors = self._call("GET", "/importErrors")["import_errors"]
         if errors:
             raise ClusterError(f"DAG import errors: {json.dumps(errors)[:3000]}")
+
+    def tasks(self, dag_id: str) -> dict[str, dict[str, Any]]:
+        return {t["task_id"]: t for t in self._call("GET", f"/dags/{dag_id}/tasks")["tasks"]}
 
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})

@@ -7,6 +7,7 @@ REQUIRE_CHROMIUM=1, so a missing server or browser fails with a message instead 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -54,68 +55,100 @@ def chromium() -> str:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="module")
-def ledger_db(postgres_url: str) -> Iterator[str]:
-    """The ledger's own database on the same server, created by the script docker-compose's airflow-init runs."""
-    url = sa.make_url(postgres_url)
-    ledger = url.set(drivername="postgresql+psycopg2", database=f"{url.database}_ledger")
-    rendered = ledger.render_as_string(hide_password=False)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "plugins"), str(PROJECT_ROOT)])}
-    done = subprocess.run(
-        [sys.executable, str(LEDGER_INIT), rendered], env=env, capture_output=True, text=True, timeout=120, check=False
+def drop_database(server_url: str, name: str) -> None:
+    """Drop a test database, ending its connections first (a component killed mid-query may leave one)."""
+    admin = sa.create_engine(
+        sa.make_url(server_url).set(drivername="postgresql+psycopg2", database="postgres"), isolation_level="AUTOCOMMIT"
     )
-    assert done.returncode == 0 and "database created" in done.stdout, f"ledger_init failed: {done.stderr[-2000:]}"
     try:
-        yield rendered
-    finally:
-        admin = sa.create_engine(
-            url.set(drivername="postgresql+psycopg2", database="postgres"), isolation_level="AUTOCOMMIT"
-        )
         with admin.connect() as conn:
             conn.execute(
-                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                {"n": ledger.database},
+                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name}
             )
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{ledger.database}"'))
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    finally:
         admin.dispose()
+
+
+@contextlib.contextmanager
+def throwaway_database(server_url: str, name: str) -> Iterator[str]:
+    """A fresh database on the test server, dropped afterwards."""
+    drop_database(server_url, name)
+    url = sa.make_url(server_url).set(drivername="postgresql+psycopg2")
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        drop_database(server_url, name)
+
+
+def init_ledger(url: str) -> None:
+    """The ledger's tables, by the script docker-compose's airflow-init runs (it also creates the database)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "plugins"), str(PROJECT_ROOT)])}
+    done = subprocess.run(
+        [sys.executable, str(LEDGER_INIT), url], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0 and "database created" in done.stdout, (
+        f"ledger_init: {done.stdout}{done.stderr[-2000:]}"
+    )
 
 
 @pytest.fixture(scope="module")
 def cluster(
-    postgres_url: str, ledger_db: str, stack: Any, tmp_path_factory: pytest.TempPathFactory, artifacts: Path
+    request: pytest.FixtureRequest,
+    postgres_url: str,
+    stack: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    artifacts: Path,
 ) -> Iterator[AirflowCluster]:
-    """api-server, scheduler, dag-processor and triggerer with LocalExecutor on the throwaway PostgreSQL database.
+    """api-server, scheduler, dag-processor and triggerer (and a Celery worker for CeleryExecutor) on a fresh
+    PostgreSQL metadata database; LocalExecutor unless the test parametrizes ``cluster`` with an executor.
 
-    Tasks reach the local stack through the ``AIRFLOW_CONN_*`` variables, the ledger on PostgreSQL and run storage
-    in a private folder, as the compose deployment does with its own services.
+    Tasks reach the local stack through the ``AIRFLOW_CONN_*`` variables, the ledger on PostgreSQL (a database of
+    its own) and run storage in a private folder, as the compose deployment does with its own services.
     """
-    home = tmp_path_factory.mktemp("airflow-e2e")
-    metadata = sa.make_url(postgres_url).set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
-    deployment = AirflowCluster(
-        home=home,
-        metadata_url=metadata,
-        extra_env={
-            **stack.connection_env(),
-            "COGNITO_MIGRATION_LEDGER_URL": ledger_db,
-            "COGNITO_MIGRATION_STORAGE": str(home / "storage"),
-            "COGNITO_MIGRATION_HOME": str(home / "var"),
-        },
-    )
-    try:
-        deployment.migrate()
-        deployment.import_pools(POOLS_FILE)
-        deployment.start()
-        deployment.wait_healthy(timeout=180)
-        yield deployment
-    finally:
-        deployment.stop()
-        logs = artifacts / "component-logs"
-        shutil.rmtree(logs, ignore_errors=True)
-        shutil.copytree(deployment.logs, logs, dirs_exist_ok=True)
+    executor = getattr(request, "param", "LocalExecutor")
+    home = tmp_path_factory.mktemp(f"airflow-{executor.lower()}")
+    base = sa.make_url(postgres_url).database
+    with contextlib.ExitStack() as stack_of_cleanups:
+        metadata = stack_of_cleanups.enter_context(throwaway_database(postgres_url, f"{base}_{executor.lower()}"))
+        ledger = sa.make_url(metadata).set(database=f"{base}_{executor.lower()}_ledger")
+        ledger_url = ledger.render_as_string(hide_password=False)
+        drop_database(postgres_url, str(ledger.database))  # a leftover of an interrupted run
+        stack_of_cleanups.callback(drop_database, postgres_url, str(ledger.database))
+        init_ledger(ledger_url)
+        deployment = AirflowCluster(
+            home=home,
+            metadata_url=metadata,
+            executor=executor,
+            extra_env={
+                **stack.connection_env(),
+                "COGNITO_MIGRATION_LEDGER_URL": ledger_url,
+                "COGNITO_MIGRATION_STORAGE": str(home / "storage"),
+                "COGNITO_MIGRATION_HOME": str(home / "var"),
+            },
+        )
+        try:
+            deployment.migrate()
+            deployment.import_pools(POOLS_FILE)
+            deployment.start()
+            deployment.wait_healthy(timeout=180)
+            yield deployment
+        finally:
+            deployment.stop()
+            logs = artifacts / f"component-logs-{executor.lower()}"
+            shutil.rmtree(logs, ignore_errors=True)
+            shutil.copytree(deployment.logs, logs, dirs_exist_ok=True)
 
 
 @pytest.fixture(scope="module")
 def api(cluster: AirflowCluster) -> Iterator[AirflowApi]:
+    """The REST API as the cluster's admin (simple auth manager password file → ``POST /auth/token``)."""
     client = cluster.api()
     try:
         yield client

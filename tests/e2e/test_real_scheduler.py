@@ -6,7 +6,8 @@ and the conf the trigger form sends. Then the outputs are checked where a person
 and its report, the Avnology tenant (the emulator's state), the SMTP capture, the ledger.
 
 Each stage's checks run when the DAG wires that stage (task ids from the wiring contract), so the test grows with
-the pipeline; ``test_dag_wires_every_stage`` is the marker that says when all of them are in.
+the pipeline; ``test_dag_wires_every_stage`` (test_trigger_form.py) says when all of them are in. The run goes
+once under LocalExecutor and once under CeleryExecutor (the local Redis as broker), the compose deployment's.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import pytest
 
 from cognito_migration.ledger import Ledger
 from cognito_migration.params import MigrationParams
-from tests.e2e.browser import BrowserError, HeadlessChromium
 from tests.e2e.cluster import AirflowApi, AirflowCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -31,24 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 DAG_ID = "cognito_migration"
 USERS = 150
 RUN_TIMEOUT_S = 600
-# Every stage task of the wiring contract (docs: the pipeline's task ids, in order).
-STAGE_TASKS = (
-    "preflight",
-    "extract",
-    "memberships",
-    "convert",
-    "dry_run",
-    "gate",
-    "import_batch",
-    "send_emails",
-    "report",
-    "cutover_kit",
-)
 SUCCESS_STATES = {"success", "skipped"}
-
-
-def _dag_tasks(api: AirflowApi) -> dict[str, dict[str, Any]]:
-    return {t["task_id"]: t for t in api._call("GET", f"/dags/{DAG_ID}/tasks")["tasks"]}
 
 
 def _form_conf(details: dict[str, Any], **overrides: Any) -> dict[str, Any]:
@@ -60,13 +43,14 @@ def _form_conf(details: dict[str, Any], **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_S + 300)
+@pytest.mark.parametrize("cluster", ["LocalExecutor", "CeleryExecutor"], indirect=True)
 def test_migration_triggered_through_the_rest_api_runs_to_success(
     cluster: AirflowCluster, api: AirflowApi, clean_stack: Any, artifacts: Path
 ) -> None:
     from emulators.cognito_seed import seed_pool
 
     details = api.wait_for_dag(DAG_ID)
-    tasks = _dag_tasks(api)
+    tasks = api.tasks(DAG_ID)
     pools = api.pools()
     for task in tasks.values():
         assert task["pool"] in pools, f"task {task['task_id']} names pool {task['pool']!r}, which init did not import"
@@ -91,7 +75,9 @@ def test_migration_triggered_through_the_rest_api_runs_to_success(
     run = api.wait_for_run(DAG_ID, run_id, timeout=RUN_TIMEOUT_S)
     elapsed = time.monotonic() - started
     states = api.task_states(DAG_ID, run_id)
-    (artifacts / "run.json").write_text(json.dumps({"run": run, "tasks": states, "elapsed_s": elapsed}, indent=1))
+    (artifacts / f"run-{cluster.executor.lower()}.json").write_text(
+        json.dumps({"run": run, "tasks": states, "elapsed_s": elapsed}, indent=1)
+    )
     assert run["state"] == "success", (
         f"run {run_id} ended {run['state']}; tasks: {states}\n{api.failure_logs(DAG_ID, run_id)}"
     )
@@ -155,104 +141,3 @@ def _check_stages(
         report = json.loads((run_dir / "report.json").read_text())
         assert report["conservation"]["holds"], report["conservation"]
         assert report["conservation"]["seen"] == pool.total
-
-
-@pytest.mark.xfail(strict=True, reason="stages still being wired; remove this marker when the DAG has them all")
-def test_dag_wires_every_stage(api: AirflowApi) -> None:
-    api.wait_for_dag(DAG_ID)
-    missing = [t for t in STAGE_TASKS if t not in _dag_tasks(api)]
-    assert not missing, f"the DAG does not wire {missing} yet"
-
-
-# ---- the trigger form in a real browser ------------------------------------------------------------------------
-
-DIALOG = "[...document.querySelectorAll('[role=dialog]')].find(d => d.innerText.includes('Trigger Dag'))"
-SECTION_TRIGGERS = f"{DIALOG}.querySelectorAll('[data-scope=accordion][data-part=item-trigger]')"
-OPEN_SECTION = f"{DIALOG}.querySelector('[data-part=item][data-state=open] [data-part=item-content]')"
-
-
-def _click(browser: HeadlessChromium, element: str) -> None:
-    """A real mouse click at the element's centre: the form's accordion reacts to pointer events, not .click()."""
-    box = browser.evaluate(
-        f"(() => {{ const e = {element}; e.scrollIntoView({{block: 'center'}}); return e.getBoundingClientRect().toJSON(); }})()"
-    )
-    x, y = box["x"] + min(30, box["width"] / 2), box["y"] + box["height"] / 2
-    for kind in ("mousePressed", "mouseReleased"):
-        browser.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def _open_trigger_form(browser: HeadlessChromium, cluster: AirflowCluster, api: AirflowApi) -> None:
-    browser.send("Network.enable")
-    browser.set_cookie("_token", api.token, cluster.base_url)
-    browser.navigate(f"{cluster.base_url}/dags/{DAG_ID}")
-    trigger = "[...document.querySelectorAll('button')].find(b => b.getAttribute('aria-label') === 'Trigger Dag')"
-    browser.wait_for(f"!!({trigger})", 90, "the DAG page's Trigger button")
-    _click(browser, trigger)
-    browser.wait_for(f"!!({DIALOG}) && {SECTION_TRIGGERS}.length > 0", 60, "the trigger form")
-
-
-@pytest.mark.timeout(600)
-def test_trigger_form_renders_every_section_and_field(
-    cluster: AirflowCluster, api: AirflowApi, chromium: str, artifacts: Path
-) -> None:
-    details = api.wait_for_dag(DAG_ID)
-    params = details["params"]
-    assert set(params) == set(MigrationParams.model_fields), "the DAG's params and the form model differ"
-    sections: dict[str, list[str]] = {}
-    for param in params.values():
-        sections.setdefault(param["schema"]["section"], []).append(param["schema"]["title"])
-
-    with HeadlessChromium(chromium, width=1400, height=1100) as browser:
-        try:
-            _open_trigger_form(browser, cluster, api)
-            browser.screenshot(artifacts / "trigger-form.png")
-            headers = browser.evaluate(f"[...{SECTION_TRIGGERS}].map(t => t.innerText.trim())")
-            assert headers[: len(sections)] == list(sections), f"form sections {headers}, params say {list(sections)}"
-            for index, (section, titles) in enumerate(sections.items()):
-                _click(browser, f"{SECTION_TRIGGERS}[{index}]")
-                browser.wait_for(
-                    f"{SECTION_TRIGGERS}[{index}].getAttribute('aria-expanded') === 'true' && !!({OPEN_SECTION})",
-                    20,
-                    f"section {section!r} to open",
-                )
-                labels = browser.evaluate(
-                    f"[...{OPEN_SECTION}.querySelectorAll('label[data-part=label]')]"
-                    ".map(l => l.innerText.replace('*', '').trim())"
-                )
-                assert labels == titles, f"section {section!r} shows {labels}, expected {titles}"
-                time.sleep(0.6)  # let the previous section's closing animation finish before the picture
-                browser.screenshot(artifacts / f"trigger-form-{index + 1:02d}-{_slug(section)}.png")
-        except BrowserError:
-            browser.screenshot(artifacts / "trigger-form-failure.png")
-            raise
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="params.py gives optional text fields (email_from, email_reply_to) the default '' with type 'string'; "
-    "the UI marks them required and keeps Trigger disabled. Needs type ['string', 'null'] (lead's file).",
-)
-@pytest.mark.timeout(600)
-def test_trigger_form_accepts_a_pool_id_and_enables_trigger(
-    cluster: AirflowCluster, api: AirflowApi, chromium: str, artifacts: Path
-) -> None:
-    api.wait_for_dag(DAG_ID)
-    with HeadlessChromium(chromium, width=1400, height=1100) as browser:
-        _open_trigger_form(browser, cluster, api)
-        _click(browser, f"{SECTION_TRIGGERS}[0]")
-        field = f"{DIALOG}.querySelector('#element_user_pool_id')"
-        browser.wait_for(f"!!({field})", 20, "the user pool id field")
-        _click(browser, field)
-        browser.send("Input.insertText", {"text": "us-east-1_AbCdEf123"})
-        browser.wait_for(f"{field}.value === 'us-east-1_AbCdEf123'", 10, "the typed pool id")
-        submit = f"[...{DIALOG}.querySelectorAll('button')].filter(b => b.innerText.trim() === 'Trigger').pop()"
-        time.sleep(1)
-        flagged = browser.evaluate(
-            f"[...{SECTION_TRIGGERS}].filter(t => t.querySelector('.chakra-stack svg')).map(t => t.innerText.trim())"
-        )
-        browser.screenshot(artifacts / "trigger-form-filled.png")
-        assert not browser.evaluate(f"{submit}.disabled"), f"Trigger stays disabled; sections with errors: {flagged}"

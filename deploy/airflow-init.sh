@@ -17,7 +17,8 @@ if [[ -z "${AIRFLOW_UID:-}" ]]; then
     AIRFLOW_UID=50000
 fi
 
-mkdir -p /opt/airflow/logs /opt/airflow/dags /opt/airflow/plugins /opt/airflow/config "${DATA}/storage"
+# ./logs and ./config are bind mounts; docker creates missing ones as root, where the workers could not write.
+mkdir -p /opt/airflow/logs /opt/airflow/config "${DATA}/storage"
 
 /entrypoint airflow version
 

@@ -274,10 +274,10 @@ def test_airflow_services_wait_for_init_and_mount_dags_and_plugins(local: dict[s
             mounts[target] = source
         for folder in ("dags", "plugins"):
             target = f"/opt/airflow/{folder}"
-            assert target in mounts or name == "airflow-init", f"{name} does not mount {folder}/"
-            if target in mounts:
-                source = (ROOT / mounts[target]).resolve()
-                assert source == ROOT / folder and source.is_dir(), f"{name} mounts {mounts[target]} on {target}"
+            assert target in mounts, f"{name} does not mount {folder}/"
+            source = (ROOT / mounts[target]).resolve()
+            assert source == ROOT / folder and source.is_dir(), f"{name} mounts {mounts[target]} on {target}"
+        assert "/opt/airflow/logs" in mounts, f"{name} does not share ./logs (init must own it for the workers)"
         if name != "airflow-init":
             init = services[name]["depends_on"]["airflow-init"]
             assert init["condition"] == "service_completed_successfully", f"{name} may start before airflow-init"

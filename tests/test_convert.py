@@ -26,6 +26,7 @@ from cognito_migration.convert import (
     sanitize_metadata_key,
 )
 from cognito_migration.models import (
+    AUTH0_COGNITO_METADATA,
     AUTH0_IMPORT_SCHEMA_PATH,
     AVNOLOGY_ADMIN_METADATA,
     AVNOLOGY_TRAITS,
@@ -84,6 +85,7 @@ def assert_valid(result: Converted) -> None:
     """What every converted user must satisfy: the hand-written schema, the line model, the byte forms."""
     record = json.loads(result.auth0_json)
     AUTH0_VALIDATOR.validate(record)
+    AUTH0_COGNITO_METADATA.validate_python(result.auth0["app_metadata"]["cognito"])
     assert len(result.auth0_json) <= PROFILE_MAX_BYTES
     line = json.loads(result.line_json)
     IDENTITY_LINE.validate_python(line, strict=False)

@@ -102,6 +102,9 @@ def _bucket_of(sub: str) -> int:
     return int(sub[:2], 16) >> 2
 
 
+_NO_REPEATS: list[bytes] = []
+
+
 class _Bucket:
     """One sub bucket read back: its index lines sorted (so by sub) and, on demand, its payload blob.
 
@@ -130,16 +133,22 @@ class _Bucket:
         blob = self.payload()
         return blob[offset : offset + auth0_len], blob[offset + auth0_len : offset + auth0_len + line_len]
 
-    def groups(self) -> Iterator[list[bytes]]:
-        """Runs of index lines with the same sub; a line without a valid sub is a group of its own."""
+    def versions(self) -> Iterator[tuple[bytes, list[bytes]]]:
+        """Per sub, the index line to keep and the repeats (see :meth:`pick`). A line without a valid sub
+        stands alone. Buckets without a repeated sub, nearly all of them, take the fast path."""
+        lines = self.lines
+        if not lines or lines[0][:1] == b"\t" or len({line[:_SUB_LENGTH] for line in lines}) == len(lines):
+            for line in lines:
+                yield line, _NO_REPEATS
+            return
         group: list[bytes] = []
-        for line in self.lines:
-            if group and (line[:_SUB_LENGTH] != group[0][:_SUB_LENGTH] or line[:1] == b"\t"):
-                yield group
+        for line in lines:
+            if group and line[:_SUB_LENGTH] != group[0][:_SUB_LENGTH]:
+                yield self.pick(group)
                 group = []
             group.append(line)
         if group:
-            yield group
+            yield self.pick(group)
 
     def pick(self, group: list[bytes]) -> tuple[bytes, list[bytes]]:
         """The version of a sub to keep, and the repeats (see :func:`choose_sub_version`). Compares content,
@@ -181,15 +190,16 @@ class _Spool:
 
     def add(self, result: ConvertResult) -> None:
         if type(result) is Converted:
-            bucket = _bucket_of(result.sub)
+            sub, _, _, email_key, status, modified_us, _, auth0_json, _, line_json, warnings = result
+            bucket = _bucket_of(sub)
             offset = self._offsets[bucket]
-            auth0_len, line_len = len(result.auth0_json), len(result.line_json)
-            self._payload[bucket].write(result.auth0_json + result.line_json)
+            auth0_len, line_len = len(auth0_json), len(line_json)
+            self._payload[bucket].write(auth0_json + line_json)
             self._offsets[bucket] = offset + auth0_len + line_len
-            rank = keeper_rank(result.status, result.last_modified_us)
+            rank = keeper_rank(status, modified_us)
             self._index[bucket].write(
-                f"{result.sub}\tC\t{result.last_modified_us}\t{result.email_key}\t{rank}\t{result.status}\t"
-                f"{','.join(result.warnings)}\t{offset}\t{auth0_len}\t{line_len}\n".encode()
+                f"{sub}\tC\t{modified_us}\t{email_key}\t{rank}\t{status}\t{','.join(warnings)}\t"
+                f"{offset}\t{auth0_len}\t{line_len}\n".encode()
             )
             return
         row = [result.sub, result.username, result.email, result.status, result.outcome, result.reason, result.detail]
@@ -214,20 +224,19 @@ class _Spool:
         self._tmp.cleanup()
 
 
-def _duplicate_email_losers(spool: _Spool, policy: ConvertPolicy) -> dict[str, str | None]:
+def _duplicate_email_losers(spool: _Spool, policy: ConvertPolicy) -> dict[bytes, str | None]:
     """Passes 1 and 2: sub → the sub kept instead (None under ``reject_all``), for users that lose."""
     with ExitStack() as stack:
         email_files = [stack.enter_context(_spool_writer(spool.root / f"email-{i:02d}")) for i in range(_EMAIL_BUCKETS)]
         for bucket in spool.buckets():
-            for group in bucket.groups():
-                line = group[0] if len(group) == 1 else bucket.pick(group)[0]
+            for line, _ in bucket.versions():
                 fields = line.split(b"\t", 5)
                 if fields[1] == b"C":
                     email_key, rank = fields[3], fields[4]
                     email_files[zlib.crc32(email_key) % _EMAIL_BUCKETS].write(
                         email_key + b"\t" + rank + b"\t" + fields[0] + b"\n"
                     )
-    losers: dict[str, str | None] = {}
+    losers: dict[bytes, str | None] = {}
     for i in range(_EMAIL_BUCKETS):
         candidates = [
             KeeperCandidate(email_key.decode(), int(rank), sub.decode())
@@ -239,7 +248,7 @@ def _duplicate_email_losers(spool: _Spool, policy: ConvertPolicy) -> dict[str, s
         for candidate in candidates:
             kept = keepers[candidate.email_key]
             if kept != candidate.sub:
-                losers[candidate.sub] = kept
+                losers[candidate.sub.encode()] = kept
     return losers
 
 
@@ -360,7 +369,7 @@ def write_batches(
 
 def _emit(
     spool: _Spool,
-    losers: Mapping[str, str | None],
+    losers: Mapping[bytes, str | None],
     memberships: Mapping[str, Sequence[str]],
     pool: PoolContext,
     policy: ConvertPolicy,
@@ -372,20 +381,21 @@ def _emit(
     converted_by_status: Counter[bytes] = Counter()  # the hot path counts raw index fields, decoded at the end
     warning_sets: Counter[bytes] = Counter()
     unique_subs = members_seen = 0
+    member_subs = {sub.encode() for sub in memberships}  # the hot loop keeps subs as bytes
     batches = _BatchWriter(out_dir, policy)
     rejects = _RejectsWriter(out_dir)
     try:
         for bucket in spool.buckets():
-            for group in bucket.groups():
-                line, repeats = bucket.pick(group)
+            blob = bucket.payload()
+            for line, repeats in bucket.versions():
                 fields = line.split(b"\t")
-                sub = fields[0].decode()
+                sub = fields[0]
                 if sub:
                     unique_subs += 1
-                    members_seen += sub in memberships
+                    members_seen += sub in member_subs
                 for repeat in repeats:
                     r_sub, username, email, status = bucket.describe(repeat)
-                    detail = f"sub fed {len(group)} times; kept the version modified last"
+                    detail = f"sub fed {len(repeats) + 1} times; kept the version modified last"
                     rejects.add(r_sub, username, email, Outcome.SKIPPED, Reason.DUPLICATE_SUB, detail)
                     counts[status, Outcome.SKIPPED, Reason.DUPLICATE_SUB] += 1
                 if fields[1] == b"R":
@@ -398,8 +408,10 @@ def _emit(
                     detail = f"kept {kept}" if kept else "policy reject_all: other users share this email (any case)"
                     rejects.add(r_sub, username, email, Outcome.REJECTED, Reason.DUPLICATE_EMAIL, detail)
                     counts[status, Outcome.REJECTED, Reason.DUPLICATE_EMAIL] += 1
-                else:
-                    batches.add(*bucket.records(fields))
+                else:  # converted: its two records sit in the payload blob (inlined: the hot path)
+                    start = int(fields[7])
+                    middle = start + int(fields[8])
+                    batches.add(blob[start:middle], blob[middle : middle + int(fields[9])])
                     converted_by_status[fields[5]] += 1
                     warning_sets[fields[6]] += 1
         batches.flush()

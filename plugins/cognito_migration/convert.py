@@ -246,7 +246,9 @@ def _utc(value: datetime) -> datetime:
     """The instant in UTC; a naive datetime is taken as UTC. The datetime itself goes into the records:
     pydantic-core writes it as ISO-8601 faster than strftime would."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
+        return value.replace(tzinfo=UTC)
+    if not value.utcoffset():  # already UTC (the common case): skip building a new datetime
+        return value
     return value.astimezone(UTC)
 
 

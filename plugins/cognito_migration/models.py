@@ -225,8 +225,16 @@ class Auth0CognitoMetadata(_CognitoProvenance, total=False):
 
 
 class Auth0AppMetadata(TypedDict):
+    """``app_metadata``: one key, so no forbidden top-level name can appear.
+
+    ``cognito`` is typed for readers and the JSON schema but not re-validated at run time (``SkipValidation``):
+    it holds only values copied from the validated input, under literal key names or names sanitized by
+    :func:`~cognito_migration.convert.sanitize_metadata_key`. Skipping it saves a twentieth of the stage's time;
+    the tests validate it with :data:`AUTH0_COGNITO_METADATA` and the JSON schema.
+    """
+
     __pydantic_config__ = _OUTPUT  # type: ignore[misc]
-    cognito: Auth0CognitoMetadata
+    cognito: SkipValidation[Auth0CognitoMetadata]
 
 
 class Auth0UserMetadata(TypedDict, total=False):
@@ -269,6 +277,7 @@ class Auth0User(TypedDict, total=False):
 
 
 AUTH0_USER = TypeAdapter(Auth0User)
+AUTH0_COGNITO_METADATA = TypeAdapter(Auth0CognitoMetadata)
 
 # --- Output: the Avnology identity body and the identities line -----------------------------------------------
 

@@ -361,3 +361,35 @@ def test_bad_connection_fails_preflight_clearly(stack: Any, monkeypatch: pytest.
     monkeypatch.delenv("AIRFLOW_CONN_AWS_COGNITO")
     with pytest.raises(PreflightError, match="'aws_cognito' is not defined"):
         run_preflight(params, "no-connection")
+
+
+def test_slots_together_spend_the_budget_and_no_more() -> None:
+    """Eight tasks, each paced by slot_limiter(20): together they send 20 requests/s, never ahead of it."""
+    import threading
+    import time
+
+    from cognito_migration.extract import USERLIST_SLOTS, slot_limiter
+
+    sent: list[float] = []
+    lock = threading.Lock()
+    started = time.monotonic()
+    deadline = started + 1.5
+
+    def task() -> None:
+        limiter = slot_limiter(20)
+        while True:
+            limiter.acquire()
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            with lock:
+                sent.append(now - started)
+
+    threads = [threading.Thread(target=task) for _ in range(USERLIST_SLOTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    # Each task's bucket starts empty, so each may lose at most one request of its share over the window.
+    assert 20 * 1.5 - USERLIST_SLOTS <= len(sent) <= 20 * 1.5
+    assert all(sum(1 for t in sent if t <= s) <= 20 * s + 1e-6 for s in sent)  # never ahead, at any moment

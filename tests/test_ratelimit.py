@@ -43,6 +43,16 @@ def test_idle_time_refills_but_never_beyond_the_burst() -> None:
     assert [limiter.acquire() for _ in range(3)] == pytest.approx([0, 0, 0.5])
 
 
+def test_an_empty_start_never_runs_ahead_of_the_rate() -> None:
+    fake = FakeClock()
+    limiter = RateLimiter(4, burst=2, initial_tokens=0, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(8):
+        limiter.acquire()
+    assert fake.now - 100.0 == pytest.approx(8 / 4)  # eight calls took exactly 8/rate: no opening burst
+    with pytest.raises(ValueError, match="initial_tokens"):
+        RateLimiter(4, burst=2, initial_tokens=3)
+
+
 def test_try_acquire_never_waits() -> None:
     fake = FakeClock()
     limiter = RateLimiter(1, burst=1, clock=fake.clock, sleep=fake.sleep)

@@ -88,6 +88,16 @@ def slot_share(budget_rps: float, slots: int = USERLIST_SLOTS) -> float:
     return budget_rps / slots
 
 
+# A task may send one request early after a slow one (burst 2), so a late page does not cost it its share of the
+# budget for good. Its bucket starts empty, so from its first request on it never sends more than its share.
+SLOT_BURST = 2.0
+
+
+def slot_limiter(budget_rps: float, slots: int = USERLIST_SLOTS) -> RateLimiter:
+    """The pacing of one task in the ``cognito_userlist`` pool: its share of a run-wide budget."""
+    return RateLimiter(slot_share(budget_rps, slots), burst=SLOT_BURST, initial_tokens=0)
+
+
 # --- Calls: pacing, throttles, errors ---------------------------------------------------------------------------
 
 
@@ -363,7 +373,9 @@ def extract_shard(
                 mfa_users += len(fresh)
 
             pages += 1
-            storage.write_json(_page_path(shard_dir, pages), {"shard": prefix, "page": pages, "users": fresh})
+            storage.write_json(
+                _page_path(shard_dir, pages), {"shard": prefix, "page": pages, "users": fresh}, indent=None
+            )
             token = answer.get("PaginationToken") or None
             checkpoint = {
                 "shard": prefix,
@@ -648,13 +660,13 @@ def _cognito_client(params: Any) -> Any:
 
 def run_extract_shard(params: Any, run_id: str, shard: str) -> dict[str, Any]:
     """The ``extract`` task for one shard: its share of the UserList (and, if asked, UserRead) budget."""
-    mfa = RateLimiter(slot_share(params.userread_budget_rps)) if params.mfa_inventory else None
+    mfa = slot_limiter(params.userread_budget_rps) if params.mfa_inventory else None
     return extract_shard(
         _cognito_client(params),
         params.user_pool_id,
         shard,
         storage.run_dir(run_id),
-        limiter=RateLimiter(slot_share(params.userlist_budget_rps)),
+        limiter=slot_limiter(params.userlist_budget_rps),
         mfa_limiter=mfa,
         budget_rps=params.userlist_budget_rps,
     )
@@ -670,7 +682,7 @@ def run_memberships(params: Any, run_id: str) -> dict[str, Any]:
         _cognito_client(params),
         params.user_pool_id,
         storage.run_dir(run_id),
-        limiter=RateLimiter(slot_share(params.userlist_budget_rps)),
+        limiter=slot_limiter(params.userlist_budget_rps),
         groups_limiter=RateLimiter(LIST_GROUPS_RPS),
         budget_rps=params.userlist_budget_rps,
     )

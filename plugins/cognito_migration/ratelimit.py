@@ -18,7 +18,9 @@ from collections.abc import Callable
 class RateLimiter:
     """``RateLimiter(rate_per_s, burst)``: at most ``burst`` calls at once, ``rate_per_s`` on average.
 
-    ``clock`` and ``sleep`` are injectable so tests can drive time without waiting.
+    The bucket starts full unless ``initial_tokens`` says otherwise: starting empty guarantees that from the first
+    call on, the calls never outrun ``rate_per_s`` on average (no opening burst). ``clock`` and ``sleep`` are
+    injectable so tests can drive time without waiting.
     """
 
     def __init__(
@@ -26,6 +28,7 @@ class RateLimiter:
         rate_per_s: float,
         burst: float = 1.0,
         *,
+        initial_tokens: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -33,12 +36,14 @@ class RateLimiter:
             raise ValueError(f"rate_per_s must be > 0, got {rate_per_s!r}")
         if not burst >= 1:
             raise ValueError(f"burst must be >= 1 (one call must fit in the bucket), got {burst!r}")
+        if initial_tokens is not None and not 0 <= initial_tokens <= burst:
+            raise ValueError(f"initial_tokens must be in [0, burst={burst}], got {initial_tokens!r}")
         self._rate = float(rate_per_s)
         self._burst = float(burst)
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._tokens = self._burst
+        self._tokens = self._burst if initial_tokens is None else float(initial_tokens)
         self._last = clock()
 
     @property

@@ -54,9 +54,12 @@ def make_private_dir(path: ObjectStoragePath) -> None:
         os.chmod(path.path, 0o700)
 
 
-def write_json(path: ObjectStoragePath, payload: Any) -> ObjectStoragePath:
-    """Write JSON atomically enough for checkpoints: to a temp name, then rename (on local storage)."""
-    data = json.dumps(payload, indent=1, sort_keys=True, default=str).encode()
+def write_json(path: ObjectStoragePath, payload: Any, *, indent: int | None = 1) -> ObjectStoragePath:
+    """Write JSON atomically enough for checkpoints: to a temp name, then rename (on local storage).
+
+    ``indent=None`` writes compact JSON with the C encoder, several times faster for bulk files (raw pages).
+    """
+    data = json.dumps(payload, indent=indent, sort_keys=True, default=str).encode()
     if path.protocol in ("file", "local", ""):
         local = Path(path.path)
         local.parent.mkdir(parents=True, exist_ok=True)

@@ -9,12 +9,15 @@ counts and ids; user records travel through run storage and the ledger.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import TriggerRule, dag, get_current_context, task
 
-from cognito_migration.config import POOL_COGNITO_USERLIST
-from cognito_migration.params import airflow_params, parse_params
+from cognito_migration.assets import CUTOVER_ASSET, cutover_event_extra
+from cognito_migration.config import POOL_AVNOLOGY_WRITES, POOL_COGNITO_USERLIST, POOL_SMTP
+from cognito_migration.gate import DryRunGateOperator
+from cognito_migration.params import airflow_params, parse_params, skip_unless_stage
 
 DOC = __doc__
 
@@ -32,7 +35,7 @@ def _run() -> tuple[Any, str]:
     doc_md=DOC,
     params=airflow_params(),
     tags=["cognito", "avnology", "migration"],
-    default_args={"retries": 2, "retry_exponential_backoff": 2.0},
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": 2.0},
 )
 def cognito_migration() -> None:
     @task(retries=0)
@@ -62,9 +65,69 @@ def cognito_migration() -> None:
         """Airflow maps only over a task's whole return value, so the shard list gets its own (trivial) task."""
         return list(plan["shards"])
 
+    @task
+    def convert() -> dict[str, Any]:
+        from cognito_migration.convert_stage import run_convert
+
+        params, run_id = _run()
+        skip_unless_stage(params, "convert")
+        return run_convert(params, run_id)
+
+    @task
+    def batch_plan(converted: dict[str, Any]) -> list[str]:
+        """Airflow maps only over a task's whole return value, so the batch list gets its own (trivial) task."""
+        return list(converted["batches"])
+
+    @task(pool=POOL_AVNOLOGY_WRITES, map_index_template="{{ task.op_kwargs['batch_id'] }}")
+    def dry_run(batch_id: str) -> dict[str, Any]:
+        from cognito_migration.load import run_dry_run
+
+        params, run_id = _run()
+        return run_dry_run(params, run_id, batch_id)
+
+    @task(pool=POOL_AVNOLOGY_WRITES, map_index_template="{{ task.op_kwargs['batch_id'] }}")
+    def import_batch(batch_id: str) -> dict[str, Any]:
+        from cognito_migration.load import run_import_batch
+
+        params, run_id = _run()
+        return run_import_batch(params, run_id, batch_id)
+
+    @task
+    def cutover_kit() -> dict[str, Any]:
+        from cognito_migration.cutover_kit import build_cutover_kit
+
+        params, run_id = _run()
+        return build_cutover_kit(params, run_id)
+
+    @task(pool=POOL_SMTP, map_index_template="{{ task.op_kwargs['batch_id'] }}")
+    def send_emails(batch_id: str) -> dict[str, Any]:
+        from cognito_migration.notify import send_batch_emails
+
+        params, run_id = _run()
+        return send_batch_emails(params, run_id, batch_id)
+
+    # Runs whatever happened upstream, so a failed run still gets its report; fails if anyone is unaccounted for.
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[CUTOVER_ASSET], retries=0)
+    def report() -> dict[str, Any]:
+        from cognito_migration.run_report import collect_stage_outputs, write_report
+
+        params, run_id = _run()
+        ctx = get_current_context()
+        result = write_report(params, run_id, collect_stage_outputs(ctx["ti"]))
+        ctx["outlet_events"][CUTOVER_ASSET].extra = cutover_event_extra(result, run_id=run_id, region=params.region)
+        return result
+
     plan = preflight()
-    extract.expand(shard=shard_plan(plan))
-    plan >> memberships()
+    members = plan >> memberships()
+    converted = convert()
+    [extract.expand(shard=shard_plan(plan)), members] >> converted
+    batches = batch_plan(converted)
+    # The gate checks the dry-run figures, then (require_approval) waits for a person in the UI; no retries.
+    gate = DryRunGateOperator(task_id="gate", batch_ids=batches, retries=0)
+    imported = dry_run.expand(batch_id=batches) >> gate >> import_batch.expand(batch_id=batches)
+    emailed = imported >> send_emails.expand(batch_id=batches)
+    kit = [plan, members] >> cutover_kit()
+    [emailed, kit] >> report()
 
 
 cognito_migration()

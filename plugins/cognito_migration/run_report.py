@@ -21,6 +21,15 @@ _STAGE_USER_KEYS = {
     "emails": "eligible",
 }
 
+# The DAG task behind each stage.
+STAGE_TASKS = {
+    "extract": "extract",
+    "convert": "convert",
+    "dry_run": "dry_run",
+    "import": "import_batch",
+    "emails": "send_emails",
+}
+
 _LINKS = {
     "report.json": "report.json",
     "rejects.csv": "rejects.csv",
@@ -28,6 +37,23 @@ _LINKS = {
     "convert summary": "convert_summary.json",
     "pool snapshot": "snapshot.json",
 }
+
+
+def collect_stage_outputs(ti: Any) -> dict[str, Any]:
+    """Each stage's small XCom results (a list for mapped stages); None where the stage did not run."""
+    outputs: dict[str, Any] = {}
+    for stage, task_id in STAGE_TASKS.items():
+        value = ti.xcom_pull(task_ids=task_id)
+        if isinstance(value, list):
+            value = [v for v in value if v] or None
+        outputs[stage] = value or None
+    return outputs
+
+
+def last_stage_run(params: Any, stage_outputs: Mapping[str, Any]) -> str:
+    """The last stage that produced results: a run whose gate stopped it is judged as stopped after the dry run."""
+    ran = [stage for stage in STAGE_TASKS if params.runs(stage) and stage_outputs.get(stage)]
+    return ran[-1] if ran else "extract"
 
 
 def write_report(
@@ -48,7 +74,7 @@ def write_report(
     report = build_report(
         run_id=run_id,
         user_pool_id=params.user_pool_id,
-        stop_after=params.stop_after,
+        stop_after=last_stage_run(params, stage_outputs),
         status_counts=ledger.counts(params.user_pool_id, run_id=run_id),
         reason_counts=ledger.reason_counts(params.user_pool_id, run_id=run_id),
         stages=stages,
@@ -62,7 +88,7 @@ def write_report(
     check_conservation(report)
 
     cutover = None
-    if params.runs("import"):
+    if stage_outputs.get("import"):
         cutover_at = utcnow()
         ledger.record_cutover(
             params.user_pool_id,

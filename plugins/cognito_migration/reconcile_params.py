@@ -15,7 +15,7 @@ import json
 import os
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from cognito_migration.params import EXTRACT, GATE, SOURCE, MigrationParams, ParamsError
 from cognito_migration.reconcile import DISABLED_POLICY_DOC
@@ -75,6 +75,14 @@ class ReconcileParams(MigrationParams):
         ge=0,
         le=3650,
     )
+
+    @model_validator(mode="after")
+    def _no_approval(self) -> ReconcileParams:
+        if self.require_approval:
+            raise ValueError(
+                "require_approval: the daily sweep does not wait for a person; its gate applies max_reject_ratio only"
+            )
+        return self
 
 
 _RECONCILE_ONLY = frozenset(ReconcileParams.model_fields) - frozenset(MigrationParams.model_fields)

@@ -221,3 +221,74 @@ def test_a_bad_api_key_fails_at_preflight_with_a_clear_message(
     assert conn_id in message and expected in message and "in the connection's password" in message
     assert key not in message
     assert production(clean_stack)["identities"] == []
+
+
+# --- the real DAG under dag.test() (approval stays off: dag.test() would wait forever for a human) -------------
+
+
+def _seeded_emails(client: Any, user_pool_id: str, count: int) -> list[str]:
+    emails: list[str] = []
+    for page in client.get_paginator("list_users").paginate(UserPoolId=user_pool_id):
+        for user in page["Users"]:
+            attrs = {a["Name"]: a.get("Value", "") for a in user.get("Attributes", [])}
+            if attrs.get("email") and user["UserStatus"] == "CONFIRMED" and user["Enabled"]:
+                emails.append(attrs["email"])
+    return sorted(emails)[:count]
+
+
+@pytest.mark.slow
+def test_the_dag_stops_at_the_gate_when_the_dry_run_is_over_the_threshold(
+    dagbag: Any, clean_stack: Any, ledger_url: str
+) -> None:
+    from emulators.cognito_seed import seed_pool
+
+    client = clean_stack.cognito_client()
+    seeded = seed_pool(client, 120, seed=5, pool_name="gate-pool")
+    from cognito_migration.avnology import AvnologyClient
+
+    other = AvnologyClient(clean_stack.avnology_url, clean_stack.staging_key)
+    for n, address in enumerate(_seeded_emails(client, seeded.user_pool_id, 6)):
+        other.create_identity({"email": address}, idempotency_key=f"someone-else-{n}")
+
+    run = dagbag.get_dag("cognito_migration").test(
+        run_conf={"user_pool_id": seeded.user_pool_id, "stop_after": "import", "max_reject_ratio": 0.01}
+    )
+
+    states = {(ti.task_id, ti.state) for ti in run.get_task_instances()}
+    assert ("gate", "failed") in states and ("dry_run", "success") in states
+    assert {state for task, state in states if task == "import_batch"} == {"upstream_failed"}
+    summary = storage.read_json(storage.run_dir(run.run_id) / "dry_run" / "summary.json")
+    assert summary["passed"] is False and summary["totals"]["conflict"] == 6
+    assert "exceeds max_reject_ratio 1.00%" in summary["reasons"][0] and "email_taken 6" in summary["reasons"][1]
+    prod = production(clean_stack)
+    assert prod["identities"] == [] and prod["counters"]["requests_total"] <= 2  # preflight's probe only
+
+
+@pytest.mark.slow
+def test_the_whole_dag_rerun_on_the_same_pool_creates_no_new_identity(
+    dagbag: Any, clean_stack: Any, ledger_url: str
+) -> None:
+    from emulators.cognito_seed import seed_pool
+
+    seeded = seed_pool(clean_stack.cognito_client(), 100, seed=6, pool_name="rerun-dag-pool")
+    dag = dagbag.get_dag("cognito_migration")
+    conf = {"user_pool_id": seeded.user_pool_id, "stop_after": "import", "max_reject_ratio": 0.2}
+
+    first = dag.test(run_conf=conf)
+    assert first.state == "success", [(ti.task_id, ti.state) for ti in first.get_task_instances()]
+    created = production(clean_stack)["counters"]["identities_created"]
+    counts = Ledger().counts(seeded.user_pool_id)
+    assert created > 0 and counts.get(L.IMPORTED) == created
+
+    second = dag.test(run_conf=conf)
+    assert second.state == "success"
+    assert production(clean_stack)["counters"]["identities_created"] == created
+    again = Ledger().counts(seeded.user_pool_id)
+    assert again.get(L.IMPORTED, 0) + again.get(L.ALREADY_PRESENT, 0) == created
+    assert again.get(L.FAILED, 0) == again.get(L.PENDING, 0) == 0
+    assert_exactly_once_by_sub(clean_stack)
+
+
+def assert_exactly_once_by_sub(stack: Any) -> None:
+    subs = Counter(i["admin_metadata"]["cognito"]["sub"] for i in production(stack)["identities"])
+    assert subs and max(subs.values()) == 1

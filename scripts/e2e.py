@@ -5,6 +5,8 @@ What it needs, and what it does about it:
 - PostgreSQL on 127.0.0.1:5432 with trust auth for ``postgres`` (or COGNITO_MIGRATION_TEST_PG): checked first,
   and its absence fails with that sentence (REQUIRE_POSTGRES=1 is set for the tests too).
 - Debian's ``chromium``: installed with apt-get when missing (as root), else the run stops and says how.
+- Redis for the CeleryExecutor run: a private ``redis-server`` on a free port (stopped at the end), or the one on
+  127.0.0.1:6379 when the binary is absent.
 - Every process the tests start is ended at the end, even when pytest itself is interrupted or killed: each
   records its process group in a pid file, which this runner sweeps after pytest exits.
 
@@ -17,6 +19,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -71,6 +74,55 @@ def check_postgres() -> None:
         engine.dispose()
 
 
+def redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes] | None, str]:
+    """The Celery broker: a private redis-server on a free port when the binary exists, else the one on :6379."""
+    binary = shutil.which("redis-server")
+    if not binary:
+        if redis_answers(6379):
+            return None, "redis://127.0.0.1:6379/0"
+        raise SystemExit(
+            "error: the CeleryExecutor run needs Redis: install redis-server (apt-get install -y redis-server) "
+            "or run one on 127.0.0.1:6379."
+        )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 20
+    while not redis_answers(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise SystemExit(f"error: redis-server did not start on 127.0.0.1:{port}")
+        time.sleep(0.1)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def sweep(pidfile: Path) -> None:
     """End every process group the tests recorded that is still alive (only ours: listed by their ids)."""
     if not pidfile.exists():
@@ -86,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     check_postgres()
     chromium = ensure_chromium()
-    print(f"PostgreSQL reachable; Chromium at {chromium}", flush=True)
+    redis, broker = start_redis()
+    print(f"PostgreSQL reachable; Chromium at {chromium}; Celery broker {broker}", flush=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix="cogmig-e2e-", suffix=".pids")
     os.close(fd)
@@ -98,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "REQUIRE_CHROMIUM": "1",
         "COGNITO_MIGRATION_E2E_ARTIFACTS": str(ARTIFACTS),
         "COGNITO_MIGRATION_E2E_PIDFILE": str(pidfile),
+        "COGNITO_MIGRATION_E2E_BROKER": broker,
     }
     command = [sys.executable, "-m", "pytest", "tests/e2e", "-p", "no:cacheprovider", "-ra", *args]
     started = time.monotonic()
@@ -121,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sweep(pidfile)
         pidfile.unlink(missing_ok=True)
+        stop(redis)
     print(f"e2e finished in {time.monotonic() - started:.0f} s (exit {returncode}); artifacts in {ARTIFACTS}")
     return returncode
 

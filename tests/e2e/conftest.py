@@ -126,6 +126,7 @@ def cluster(
             home=home,
             metadata_url=metadata,
             executor=executor,
+            broker_url=os.environ.get("COGNITO_MIGRATION_E2E_BROKER", "redis://127.0.0.1:6379/0"),
             extra_env={
                 **stack.connection_env(),
                 "COGNITO_MIGRATION_LEDGER_URL": ledger_url,

@@ -6,7 +6,7 @@ and the conf the trigger form sends. Then the outputs are checked where a person
 and its report, the Avnology tenant (the emulator's state), the SMTP capture, the ledger.
 
 Each stage's checks run when the DAG wires that stage (task ids from the wiring contract), so the test grows with
-the pipeline; ``test_dag_wires_every_stage`` (test_trigger_form.py) says when all of them are in. The run goes
+the pipeline; ``test_dag_wires_every_stage`` (test_trigger_form.py) makes sure none is missing. The run goes
 once under LocalExecutor and once under CeleryExecutor (the local Redis as broker), the compose deployment's.
 """
 
@@ -137,7 +137,11 @@ def _check_stages(
         recipients = Counter(r.lower() for m in stack.smtp.messages for r in m.recipients)
         assert sent and len(recipients) == len(sent), f"{len(sent)} sends in the ledger, {len(recipients)} recipients"
         assert max(recipients.values()) == 1, "a user got the reset email twice"
+        users = ledger.get_many(pool.user_pool_id, [row["sub"] for row in sent])
+        assert set(recipients) == {users[row["sub"]]["email"].lower() for row in sent}, "mail went to the wrong users"
+        assert all(users[row["sub"]]["status"] in ("imported", "already_present") for row in sent)
     if "report" in tasks:
         report = json.loads((run_dir / "report.json").read_text())
         assert report["conservation"]["holds"], report["conservation"]
         assert report["conservation"]["seen"] == pool.total
+        assert report["status_counts"] == counts, f"report {report['status_counts']} vs ledger {counts}"

@@ -72,3 +72,40 @@ def test_html_shows_equation_charts_and_escapes() -> None:
     assert "&lt;b&gt;kit&lt;/b&gt;" in page and "<b>kit</b>" not in page
     assert "BROKEN" not in page
     assert "BROKEN" in render_html(_report({L.IMPORTED: 5, L.FAILED: 1}))
+
+
+def _params(**kw: object) -> object:
+    from cognito_migration.params import MigrationParams
+
+    return MigrationParams(user_pool_id="us-east-1_Abc123", **kw)  # type: ignore[arg-type]
+
+
+def test_a_failed_gate_leaves_import_and_emails_incomplete() -> None:
+    from cognito_migration.run_report import incomplete_stages
+
+    outputs = {
+        "extract": [{"users": 5}],
+        "convert": {"batches": ["batch-0001", "batch-0002"]},
+        "dry_run": [{"users": 3}, {"users": 2}],
+        "import": None,
+        "emails": None,
+    }
+    assert incomplete_stages(_params(), outputs) == ["import", "emails"]
+    assert incomplete_stages(_params(stop_after="dry_run"), outputs) == []
+
+
+def test_one_missing_batch_is_incomplete_and_no_batches_is_complete() -> None:
+    from cognito_migration.run_report import incomplete_stages
+
+    two = {"batches": ["batch-0001", "batch-0002"]}
+    partial = {
+        "extract": [{}],
+        "convert": two,
+        "dry_run": [{"a": 1}, {"a": 1}],
+        "import": [{"a": 1}],
+        "emails": [{"a": 1}],
+    }
+    assert incomplete_stages(_params(), partial) == ["import", "emails"]
+    empty = {"extract": [{"users": 0}], "convert": {"batches": []}, "dry_run": None, "import": None, "emails": None}
+    assert incomplete_stages(_params(), empty) == []
+    assert incomplete_stages(_params(email_mode="off"), {**partial, "import": partial["dry_run"]}) == []

@@ -56,12 +56,41 @@ def last_stage_run(params: Any, stage_outputs: Mapping[str, Any]) -> str:
     return ran[-1] if ran else "extract"
 
 
+class RunIncomplete(RuntimeError):
+    """A stage the form asked for did not finish (a failed gate, a failed import): the run must not look done."""
+
+
+def _count(outputs: Any) -> int:
+    if not outputs:
+        return 0
+    return 1 if isinstance(outputs, Mapping) else len(outputs)
+
+
+def incomplete_stages(params: Any, stage_outputs: Mapping[str, Any]) -> list[str]:
+    """Stages inside ``stop_after`` with missing results: every shard, then every batch, must report back."""
+    expected: dict[str, int] = {"extract": 1, "convert": 1}
+    convert = stage_outputs.get("convert")
+    batches = len(convert.get("batches", [])) if isinstance(convert, Mapping) else None
+    for stage in ("dry_run", "import", "emails"):
+        if stage == "emails" and params.email_mode == "off":
+            continue
+        expected[stage] = batches if batches is not None else 1
+    missing = []
+    for stage, wanted in expected.items():
+        if params.runs(stage) and _count(stage_outputs.get(stage)) < wanted:
+            missing.append(stage)
+    return missing
+
+
 def write_report(
     params: Any,
     run_id: str,
     stage_outputs: Mapping[str, Sequence[Mapping[str, Any]] | Mapping[str, Any] | None],
 ) -> dict[str, Any]:
-    """Write the run report; raise ConservationError when users are unaccounted for."""
+    """Write the run report; raise when users are unaccounted for or a stage asked for did not finish.
+
+    The report is written first in every case, so a failed run still explains itself.
+    """
     ledger = Ledger().create_schema()
     run_path = storage.run_dir(run_id)
     stages = [
@@ -81,11 +110,18 @@ def write_report(
         email=email_totals,
         links={label: rel for label, rel in _LINKS.items() if (run_path / rel).exists()},
     )
+    missing = incomplete_stages(params, stage_outputs)
+    report["incomplete_stages"] = missing
     storage.write_json(run_path / "report.json", report)
     with (run_path / "report.html").open("w") as fh:
         fh.write(render_html(report))
     log.info("Report: %s (%s)", run_path / "report.html", report["conservation"]["equation"])
     check_conservation(report)
+    if missing:
+        raise RunIncomplete(
+            f"the run did not finish: no complete result from {', '.join(missing)} (see those tasks' logs); "
+            f"the report is at {run_path / 'report.html'}"
+        )
 
     cutover = None
     if stage_outputs.get("import"):

@@ -133,8 +133,8 @@ class MigrationParams(BaseModel):
         "https://id.example.com", EMAIL, "Base URL of the tenant's hosted sign-in pages (`/sign-in`)."
     )
     email_subject: str = _field("Set a new password for your account", EMAIL, "Subject line.")
-    email_from: str = _field("", EMAIL, "From address (empty: the SMTP connection's `from_email`).")
-    email_reply_to: str = _field("", EMAIL, "Reply-To address (optional).")
+    email_from: str | None = _field(None, EMAIL, "From address (empty: the SMTP connection's `from_email`).")
+    email_reply_to: str | None = _field(None, EMAIL, "Reply-To address (optional).")
 
     avnology_api_domain: str = _field(
         "api-id.avnology.net", CUTOVER, "Your Avnology API domain, for the redirect URL mapping in the cutover kit."
@@ -189,6 +189,7 @@ def airflow_params(
         prop = schema["properties"][name]
         kwargs: dict[str, Any] = {
             "description": field.description,
+            "description_md": field.description,
             "section": prop.get("section"),
             "title": name.replace("_", " ").capitalize(),
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -113,6 +114,19 @@ def run_preflight(params: Any, run_id: str) -> dict[str, Any]:
 _POOL_READ_RPS = 4.0
 
 
+@contextmanager
+def _botocore_bodies_unlogged() -> Iterator[None]:
+    """DescribeUserPoolClient answers with the ClientSecret; botocore logs response bodies at DEBUG."""
+    logger = logging.getLogger("botocore")
+    previous = logger.level
+    if logger.getEffectiveLevel() < logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
 def snapshot_pool(client: Any, user_pool_id: str, region: str) -> dict[str, Any]:
     """The pool's metadata as the later stages and the cutover kit need it, with every client secret removed.
 
@@ -151,7 +165,8 @@ def snapshot_pool(client: Any, user_pool_id: str, region: str) -> dict[str, Any]
     pool = call("DescribeUserPool", UserPoolId=user_pool_id)["UserPool"]
     clients: list[dict[str, Any]] = []
     for summary in _paged(call, "ListUserPoolClients", "UserPoolClients", UserPoolId=user_pool_id, MaxResults=60):
-        described = call("DescribeUserPoolClient", UserPoolId=user_pool_id, ClientId=summary["ClientId"])
+        with _botocore_bodies_unlogged():
+            described = call("DescribeUserPoolClient", UserPoolId=user_pool_id, ClientId=summary["ClientId"])
         app_client = dict(described["UserPoolClient"])
         app_client["HasSecret"] = bool(app_client.pop("ClientSecret", None))
         clients.append(app_client)

@@ -108,12 +108,6 @@ def test_trigger_form_renders_every_section_and_field(
             raise
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="params.py gives optional text fields (email_from, email_reply_to) the default '' with type 'string'; "
-    "the UI marks them required and keeps Trigger disabled. Needs type ['string', 'null'] (lead's file).",
-)
 @pytest.mark.timeout(600)
 def test_trigger_form_accepts_a_pool_id_and_enables_trigger(
     cluster: AirflowCluster, api: AirflowApi, chromium: str, artifacts: Path

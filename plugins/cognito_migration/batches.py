@@ -346,7 +346,7 @@ def write_batches(
 
     ``raw_users`` yields ListUsers user dicts or their JSON text (bytes/str: parsed and validated in one
     step, the fast path); a callable returning such an iterable is called once. ``spool_dir`` is the local
-    folder for the temporary spool (default: the system temp dir); it needs about 1.5 KB per user.
+    folder for the temporary spool (default: the system temp dir); it needs about 2 KB per user.
     Raises :class:`~cognito_migration.models.ConservationError` if any user would be lost or counted twice.
     """
     _check_memberships(memberships)

@@ -189,7 +189,7 @@ class _Spool:
         return self._writers.enter_context(_spool_writer(self.root / name))
 
     def add(self, result: ConvertResult) -> None:
-        if type(result) is Converted:
+        if isinstance(result, Converted):
             sub, _, _, email_key, status, modified_us, _, auth0_json, _, line_json, warnings = result
             bucket = _bucket_of(sub)
             offset = self._offsets[bucket]
@@ -417,8 +417,8 @@ def _emit(
         batches.flush()
     finally:
         rejects.close()
-    for status, n in converted_by_status.items():
-        counts[status.decode(), Outcome.CONVERTED, ""] += n
+    for raw_status, n in converted_by_status.items():
+        counts[raw_status.decode(), Outcome.CONVERTED, ""] += n
     warnings: Counter[str] = Counter()
     for warning_set, n in warning_sets.items():
         for warning in filter(None, warning_set.decode().split(",")):

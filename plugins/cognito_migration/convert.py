@@ -337,8 +337,7 @@ def convert_user(
     try:
         user = _parse_json(raw) if isinstance(raw, str | bytes | bytearray) else _parse_python(raw)
     except ValidationError as exc:
-        sub, username, email, status = _salvage(raw)
-        return Excluded(sub, username, email, status, Outcome.REJECTED, Reason.INVALID_RECORD, _validation_detail(exc))
+        return Excluded(*_salvage(raw), Outcome.REJECTED, Reason.INVALID_RECORD, _validation_detail(exc))
     attrs: dict[str, str] = {a["Name"]: a.get("Value", "") for a in user.get("Attributes", ())}
     username: str = user["Username"]
     status: str = user["UserStatus"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple, NotRequired, Required
+from typing import Annotated, Any, NamedTuple, NotRequired, Required
 
 from pydantic import (
     BaseModel,
@@ -429,7 +429,7 @@ class ConvertSummary(BaseModel):
     skipped: int = Field(ge=0)
     rejected: int = Field(ge=0)
     by_reason: dict[str, int]
-    by_status: dict[str, dict[Literal["converted", "skipped", "rejected"], int]]
+    by_status: dict[str, dict[str, int]]  # status → {converted, skipped, rejected}
     warnings: dict[str, int]
     memberships_without_user: int = Field(ge=0)
     batches: list[BatchInfo]

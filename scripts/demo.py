@@ -68,10 +68,67 @@ def print_summary(dag_run: Any, user_pool_id: str, stack: Any) -> None:
             print(f"              {run_path / name}")
 
 
+def reconcile(stack: Any, user_pool_id: str, email_mode: str) -> bool:
+    """`make demo-reconcile`: after the migration, change users in Cognito, run the daily sweep, print what it did.
+
+    Two late sign-ups (one in a group), one user renamed, one disabled, one deleted; then ``cognito_reconciliation``
+    twice: the sweep, and a second run the same day that does nothing.
+    """
+    from airflow.dag_processing.dagbag import DagBag
+
+    from cognito_migration import storage
+    from cognito_migration.ledger import Ledger
+    from emulators import cognito_seed as seed
+
+    client = stack.cognito_client()
+    imported = Ledger().create_schema().users(user_pool_id, statuses=["imported"])
+    modified, disabled, deleted = [u for u in imported if u["cognito_enabled"] and not u["federated"]][:3]
+    added = [
+        seed.add_user(client, user_pool_id, f"late_signup_{i}", f"late.signup{i}@example.com", groups=groups)
+        for i, groups in enumerate((["viewers"], []))
+    ]
+    seed.modify_user(client, user_pool_id, modified["username"], given_name="Renamed", family_name="Since-Cutover")
+    seed.disable_user(client, user_pool_id, disabled["username"])
+    seed.delete_user(client, user_pool_id, deleted["username"])
+    print("\n=== cognito_reconciliation demo: changes made in Cognito after the migration ===")
+    print(f"Signed up:    {', '.join(added)}")
+    print(f"Renamed:      {modified['sub']}   Disabled: {disabled['sub']}   Deleted: {deleted['sub']}")
+
+    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).get_dag("cognito_reconciliation")
+    conf = {"user_pool_id": user_pool_id, "region": stack.config.region, "email_mode": email_mode}
+    sent_before = len(stack.smtp.messages)
+    first = dag.test(run_conf=conf)
+    report_path = storage.run_dir(first.run_id) / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    sync = report.get("sync", {})
+    print(
+        f"\nDaily sweep:  {first.run_id} -> {first.state} (day {report.get('day')}, complete={report.get('complete')})"
+    )
+    print("Diff:         " + ", ".join(f"{k}={v}" for k, v in sorted(report.get("counts", {}).items())))
+    for user in report.get("carried_over_today", []):
+        print(f"Carried over: {user['sub']} -> {user['avnology_id']}")
+    for user in sync.get("users", []):
+        fields = f" fields {','.join(user['mask'])}" if user["mask"] else ""
+        print(f"{user['category'].capitalize() + ':':<14}{user['sub']} -> {user['outcome']}{fields}")
+    for sub in report.get("deleted_in_cognito", []):
+        print(f"Deleted:      {sub} -> reported only (identity kept in Avnology)")
+    print(f"Emails:       {len(stack.smtp.messages) - sent_before} sent by the sweep")
+    print(f"Report:       {report_path.with_suffix('.html')}")
+
+    second = dag.test(run_conf=conf)
+    skipped = [ti.task_id for ti in second.get_task_instances() if ti.task_id == "plan" and ti.state == "skipped"]
+    print(
+        f"Second run:   {second.run_id} -> {second.state}; "
+        + ("already reconciled today, did nothing" if skipped else "ran again")
+    )
+    return str(first.state).endswith("success") and str(second.state).endswith("success") and bool(skipped)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=2000, help="users to seed into the demo pool")
     parser.add_argument("--email-mode", default="send", choices=["preview", "send", "off"])
+    parser.add_argument("--reconcile", action="store_true", help="then change users and run the daily reconciliation")
     args = parser.parse_args(argv)
 
     _prepare_environment(fresh=True)
@@ -88,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         conf = {"user_pool_id": seeded.user_pool_id, "region": stack.config.region, "email_mode": args.email_mode}
         dag_run = run_migration_dag(conf)
         print_summary(dag_run, seeded.user_pool_id, stack)
+        migrated = str(dag_run.state) in ("success", "DagRunState.SUCCESS")
+        reconciled = reconcile(stack, seeded.user_pool_id, args.email_mode) if args.reconcile and migrated else True
     print(f"Wall time:    {time.monotonic() - started:.1f} s")
-    return 0 if str(dag_run.state) in ("success", "DagRunState.SUCCESS") else 1
+    return 0 if migrated and reconciled else 1
 
 
 if __name__ == "__main__":

@@ -131,8 +131,9 @@ def _assign_keys(names: Iterable[str], taken: set[str], fixed: Mapping[str, str]
 def _metadata_dict(
     values: Mapping[str, str], declared: Mapping[str, str], prefix: str, renamed: list[dict[str, str]]
 ) -> dict[str, str]:
-    """Values keyed by legal metadata key names, in name order so attribute order never changes the output.
-    Renamings are appended to ``renamed`` as ``{attribute, key}``."""
+    """Values keyed by legal metadata key names, in a fixed order (declared names, then legal names, then the
+    rest, each by name) so attribute order never changes the output. Renamings are appended to ``renamed`` as
+    ``{attribute, key}``."""
     # Declared names first (their keys are fixed pool-wide), then legal names, so those keep their own name.
     order = sorted(values, key=lambda name: (name not in declared, _needs_sanitizing(name), name))
     out: dict[str, str] = {}

@@ -45,7 +45,8 @@ def seen_user(raw: dict[str, Any]) -> L.SeenUser | None:
         cognito_status=status,
         enabled=raw.get("Enabled"),
         last_modified=modified if isinstance(modified, datetime) else None,
-        federated=status == "EXTERNAL_PROVIDER" or bool(attrs.get("identities")),
+        # A native user merely linked to a provider still has a password, so only EXTERNAL_PROVIDER is federated.
+        federated=status == "EXTERNAL_PROVIDER",
         first_name=attrs.get("given_name") or None,
     )
 
@@ -60,7 +61,8 @@ def read_rejects(run_path: Any) -> Iterator[L.Outcome]:
     """Skipped and rejected users from ``rejects.csv`` as ledger outcomes (rows without a sub are not ledger rows)."""
     with (run_path / "rejects.csv").open("r") as fh:
         for row in csv.DictReader(io.StringIO(fh.read())):
-            if row["sub"]:
+            # A duplicate_sub row names a sub whose kept copy was converted: that user is not left out.
+            if row["sub"] and row["reason"] != "duplicate_sub":
                 status = L.SKIPPED if row["outcome"] == "skipped" else L.REJECTED
                 yield L.Outcome(sub=row["sub"], status=status, reason=row["reason"], detail=row["detail"])
 

@@ -428,3 +428,118 @@ def test_purge_on_s3_storage(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Non
     ours = [k for k in keys if "/manual__other_pool/" not in k]
     assert ours and all(k.endswith(("/report.json", "/snapshot.json")) for k in ours), ours
     assert "cognito/runs/manual__other_pool/raw/shard-0/page-00001.json" in keys
+
+
+# --- existing identities against the Avnology emulator (real HTTP, no DAG) ------------------------------------
+
+SUB = "0b6c5bde-3c44-4d2e-9e7a-6f3d1a2b4c5d"
+LATER = "2026-03-09T08:30:00+00:00"
+
+
+def _cognito_user(modified: str = "2026-03-02T10:00:00+00:00", **attrs: str) -> dict[str, Any]:
+    values = {"sub": SUB, "email": "ana@example.com", "given_name": "Ana", "family_name": "Silva", **attrs}
+    return {
+        "Username": "ana_silva",
+        "Attributes": [{"Name": k, "Value": v} for k, v in values.items()],
+        "UserCreateDate": "2026-01-05T10:00:00+00:00",
+        "UserLastModifiedDate": modified,
+        "Enabled": True,
+        "UserStatus": "CONFIRMED",
+    }
+
+
+@pytest.fixture
+def production(clean_stack: Any) -> Any:
+    from cognito_migration.avnology import AvnologyClient
+
+    with AvnologyClient(clean_stack.avnology_url, clean_stack.production_key) as client:
+        yield client
+
+
+def _convert() -> Any:
+    from cognito_migration.convert import ConvertPolicy, PoolContext, convert_user
+
+    pool = PoolContext(POOL, "pool", "pool")
+    return lambda raw: convert_user(raw, {}, pool, ConvertPolicy())
+
+
+def _imported(client: Any, **attrs: str) -> dict[str, Any]:
+    """An identity as the migration created it from the Cognito user with ``attrs``; its ledger row."""
+    line = json.loads(_convert()(_cognito_user(**attrs)).line_json)
+    created = client.create_identity(line["identity"], idempotency_key=f"k-{SUB}")
+    return {"sub": SUB, "avnology_id": created["id"], "status": "imported", "username": "ana_silva"}
+
+
+def test_sync_patches_exactly_the_changed_fields_and_nothing_when_in_sync(production: Any, clean_stack: Any) -> None:
+    from cognito_migration.reconcile_stage import sync_modified
+
+    row = _imported(production)
+    result, line = sync_modified(production, _cognito_user(), row, _convert(), True)
+    assert (result.outcome, result.mask, line is not None) == ("in_sync", (), True)
+
+    look, _ = sync_modified(production, _cognito_user(LATER, given_name="Ana María"), row, _convert(), False)
+    assert (look.outcome, look.mask) == ("would_patch", ("first_name", "admin_metadata"))
+    assert production.get_identity(row["avnology_id"])["first_name"] == "Ana"  # a look-only run writes nothing
+
+    done, line = sync_modified(production, _cognito_user(LATER, given_name="Ana María"), row, _convert(), True)
+    assert (done.outcome, done.mask) == ("patched", ("first_name", "admin_metadata"))
+    identity = production.get_identity(row["avnology_id"])
+    assert (identity["first_name"], identity["last_name"], identity["email"]) == (
+        "Ana María",
+        "Silva",
+        "ana@example.com",
+    )
+    assert line is not None and line["first_name"] == "Ana María"
+    routes = clean_stack.avnology.state("production")["counters"]["by_route"]
+    assert routes["PATCH /v1/identities/{identity_id}"] == 1
+
+
+def test_sync_rereads_after_a_concurrent_change_and_reports_what_it_cannot_fix(production: Any) -> None:
+    from cognito_migration.reconcile_stage import sync_modified
+
+    row = _imported(production)
+
+    class ConcurrentWriter:
+        """The real client; an app changes the identity between our read and our write, once."""
+
+        def __init__(self) -> None:
+            self.raced = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(production, name)
+
+        def patch_identity(self, identity_id: str, *args: Any, **kwargs: Any) -> Any:
+            if not self.raced:
+                self.raced = True
+                current = production.get_identity(identity_id)
+                traits = {**current["traits"], "app_theme": "dark"}
+                production.patch_identity(identity_id, {"traits": traits}, ["traits"])
+            return production.patch_identity(identity_id, *args, **kwargs)
+
+    writer = ConcurrentWriter()
+    result, _ = sync_modified(writer, _cognito_user(LATER, family_name="Souza"), row, _convert(), True)
+    assert writer.raced and (result.outcome, result.mask) == ("patched", ("last_name", "admin_metadata"))
+    identity = production.get_identity(row["avnology_id"])
+    assert identity["last_name"] == "Souza" and identity["traits"]["app_theme"] == "dark"  # the app's write survives
+
+    production.create_identity({"email": "taken@example.com"}, idempotency_key="other-owner")
+    taken, _ = sync_modified(production, _cognito_user(LATER, email="taken@example.com"), row, _convert(), True)
+    assert (taken.outcome, taken.detail) == ("conflict", "email")
+
+    invalid, _ = sync_modified(production, _cognito_user(email="not-an-email"), row, _convert(), True)
+    assert (invalid.outcome, invalid.detail) == ("not_converted", "invalid_email")
+
+    missing, _ = sync_modified(production, _cognito_user(), {**row, "avnology_id": "usr_gone"}, _convert(), True)
+    assert missing.outcome == "identity_missing"
+
+
+def test_disabled_policy(production: Any) -> None:
+    from cognito_migration.reconcile_stage import sync_disabled
+
+    row = _imported(production)
+    assert sync_disabled(production, row, "report", True).outcome == "reported"
+    assert sync_disabled(production, row, "soft_delete", False).outcome == "would_soft_delete"
+    assert production.get_identity(row["avnology_id"])["state"] == "active"
+    assert sync_disabled(production, row, "soft_delete", True).outcome == "soft_deleted"
+    assert production.get_identity(row["avnology_id"])["state"] == "scheduled_deletion"
+    assert sync_disabled(production, {**row, "avnology_id": "usr_gone"}, "soft_delete", True).outcome == "already_gone"

@@ -362,6 +362,9 @@ def _traits_differ(new: Mapping[str, Any] | None, current: Mapping[str, Any] | N
 def update_mask(new_identity: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """The fields of the freshly converted identity that differ from the identity in Avnology, in a fixed order.
 
+    Until the pool is decommissioned, Cognito is the source of truth for the fields it maps to: when a user
+    changes there, those fields are made equal to Cognito's, even if an app wrote one of them in Avnology since.
+
     - A field the conversion no longer produces (e.g. the phone was removed in Cognito) but Avnology still holds
       is in the mask, so the PATCH clears it.
     - ``traits``: differs when a trait the conversion writes has another value; traits only Avnology holds

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -85,7 +85,9 @@ def _swept_today_by(user_pool_id: str, sweep_date: str) -> str | None:
     return str(report.get("run_id")) if report.get("complete") else None
 
 
-def _event_for(params: ReconcileParams, triggering: Sequence[Mapping[str, Any]], latest: Mapping[str, Any] | None):
+def _event_for(
+    params: ReconcileParams, triggering: Sequence[Mapping[str, Any]], latest: Mapping[str, Any] | None
+) -> CutoverEvent | None:
     """The cutover event that names this run's pool: the one that triggered it, else the latest ever emitted."""
     events = [e for e in (parse_cutover_extra(x) for x in triggering) if e is not None]
     if not events and latest is not None:
@@ -311,8 +313,19 @@ class SyncResult:
     detail: str = ""
 
 
-def _sync_modified(client: Any, raw: Mapping[str, Any], row: Mapping[str, Any], convert: Any, write: bool):
-    """PATCH one modified user's identity with exactly the fields that changed; returns the result and its line."""
+def sync_modified(
+    client: Any,
+    raw: Mapping[str, Any],
+    row: Mapping[str, Any],
+    convert: Callable[[Mapping[str, Any]], Any],
+    write: bool,
+) -> tuple[SyncResult, dict[str, Any] | None]:
+    """PATCH one modified user's identity with exactly the fields that differ from Avnology's current identity.
+
+    Returns the result and, when Avnology now matches the Cognito user, the converted identity line (for the
+    ledger). The PATCH carries the ETag read just before it: a concurrent change makes it fail, and the identity
+    is read again and the mask recomputed, once.
+    """
     from cognito_migration.avnology import AvnologyConflict, AvnologyError, AvnologyNotFound
     from cognito_migration.models import Converted
 
@@ -347,7 +360,8 @@ def _sync_modified(client: Any, raw: Mapping[str, Any], row: Mapping[str, Any], 
     raise AssertionError("unreachable: the second attempt always returns")
 
 
-def _sync_disabled(client: Any, row: Mapping[str, Any], policy: str, write: bool) -> SyncResult:
+def sync_disabled(client: Any, row: Mapping[str, Any], policy: str, write: bool) -> SyncResult:
+    """Apply the disabled-in-Cognito policy to one identity (see ``reconcile.DISABLED_POLICY_DOC``)."""
     from cognito_migration.avnology import AvnologyError, AvnologyNotFound
 
     sub, avnology_id = row["sub"], row["avnology_id"]
@@ -443,7 +457,7 @@ def run_sync_existing(params: ReconcileParams, mparams: MigrationParams, run_id:
             client = hook.client
             with ThreadPoolExecutor(max_workers=_SYNC_WORKERS) as workers:
                 for (result, line), sub in zip(
-                    workers.map(lambda s: _sync_modified(client, raws[s][0], rows[s], convert, write), modified),
+                    workers.map(lambda s: sync_modified(client, raws[s][0], rows[s], convert, write), modified),
                     modified,
                     strict=True,
                 ):
@@ -451,7 +465,7 @@ def run_sync_existing(params: ReconcileParams, mparams: MigrationParams, run_id:
                     if result.outcome in ("patched", "in_sync"):
                         settled.append((rows[sub], raws[sub][1], line))
                 for result in workers.map(
-                    lambda s: _sync_disabled(client, rows[s], params.disabled_since_import, write), disabled
+                    lambda s: sync_disabled(client, rows[s], params.disabled_since_import, write), disabled
                 ):
                     results.append(result)
                     if result.outcome in ("soft_deleted", "already_gone", "reported"):

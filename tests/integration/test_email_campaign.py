@@ -18,8 +18,10 @@ import pytest
 
 from cognito_migration import ledger as L
 from cognito_migration import notify
+from cognito_migration.avnology import AvnologyClient
 from cognito_migration.params import parse_params
 from emulators.airflow_home import PROJECT_ROOT
+from emulators.cognito_seed import seed_pool
 
 POOL = "us-east-1_Campaign1"
 RUN = "manual__2026-11-26T11:00:00+00:00"
@@ -102,3 +104,92 @@ def test_campaign_killed_midway_then_rerun_sends_no_duplicates(
         "failed": 0,
         "unknown": 1,
     }
+
+
+# --- the real DAG under dag.test(): import, then the campaign ----------------------------------------------------
+
+
+def _expected_recipients(user_pool_id: str) -> tuple[set[str], set[str]]:
+    """Straight from the ledger rows (not through notify): who must get an email, and who must not."""
+    to_email, not_to_email = set(), set()
+    for row in L.Ledger().users(user_pool_id):
+        if not row["email"]:
+            continue
+        wanted = row["status"] in L.SUCCESS_STATUSES and row["cognito_enabled"] and not row["federated"]
+        (to_email if wanted else not_to_email).add(row["email"].lower())
+    return to_email, not_to_email
+
+
+def test_send_emails_runs_only_after_a_successful_import_behind_the_gate(dagbag: Any) -> None:
+    dag = dagbag.get_dag("cognito_migration")
+    task = dag.get_task("send_emails")
+    assert task.trigger_rule == "all_success"
+    assert {"import_batch", "gate", "dry_run"} <= task.get_flat_relative_ids(upstream=True)
+    assert task.pool == "smtp_sends"
+
+
+@pytest.mark.slow
+def test_the_dag_emails_every_eligible_imported_user_once_and_nobody_else(
+    dagbag: Any, clean_stack: Any, ledger_url: str
+) -> None:
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    seeded = seed_pool(clean_stack.cognito_client(), 80, seed=11, pool_name="email-dag-pool")
+    conf = {
+        "user_pool_id": seeded.user_pool_id,
+        "stop_after": "emails",
+        "email_mode": "send",
+        "emails_per_second": 200,
+        "max_reject_ratio": 0.3,
+    }
+
+    run = dagbag.get_dag("cognito_migration").test(run_conf=conf)
+
+    states = Counter((ti.task_id, ti.state) for ti in run.get_task_instances())
+    assert run.state == "success", states
+    assert states[("send_emails", "success")] == states[("import_batch", "success")] >= 1
+    to_email, not_to_email = _expected_recipients(seeded.user_pool_id)
+    ledger = L.Ledger()
+    users = list(ledger.users(seeded.user_pool_id))
+    assert any(not u["cognito_enabled"] and u["status"] in L.SUCCESS_STATUSES for u in users)  # imported blocked
+    assert any(u["federated"] and u["status"] in L.SUCCESS_STATUSES for u in users)
+    received = Counter(r.lower() for m in clean_stack.smtp.messages for r in m.recipients)
+    assert set(received) == to_email and max(received.values()) == 1
+    # The seeded pool has addresses that differ only in case: one user of such a pair may be eligible.
+    assert not set(received) & (not_to_email - to_email)
+    assert notify.campaign_status(ledger, seeded.user_pool_id, "cutover-reset") == {
+        "sent": len(to_email),
+        "failed": 0,
+        "unknown": 0,
+    }
+
+
+@pytest.mark.slow
+def test_a_failed_gate_sends_nothing(dagbag: Any, clean_stack: Any, ledger_url: str) -> None:
+    client = clean_stack.cognito_client()
+    seeded = seed_pool(client, 60, seed=12, pool_name="email-gate-pool")
+    # Someone already holds six of these addresses in staging: the dry run reports conflicts over the threshold.
+    taken = sorted(
+        attrs["email"]
+        for user in client.list_users(UserPoolId=seeded.user_pool_id, Limit=60)["Users"]
+        if (attrs := {a["Name"]: a["Value"] for a in user["Attributes"]}).get("email")
+        and user["Enabled"]
+        and user["UserStatus"] == "CONFIRMED"
+    )[:6]
+    with AvnologyClient(clean_stack.avnology_url, clean_stack.staging_key) as staging:
+        for n, address in enumerate(taken):
+            staging.create_identity({"email": address}, idempotency_key=f"someone-else-{n}")
+    conf = {
+        "user_pool_id": seeded.user_pool_id,
+        "stop_after": "emails",
+        "email_mode": "send",
+        "max_reject_ratio": 0.01,
+    }
+
+    run = dagbag.get_dag("cognito_migration").test(run_conf=conf)
+
+    states = {(ti.task_id, ti.state) for ti in run.get_task_instances()}
+    assert run.state == "failed"
+    assert ("gate", "failed") in states
+    assert not any(task == "send_emails" and state == "success" for task, state in states)
+    assert clean_stack.smtp.messages == []
+    assert L.Ledger().email_sends(seeded.user_pool_id) == []

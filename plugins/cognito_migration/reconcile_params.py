@@ -54,7 +54,7 @@ class ReconcileParams(MigrationParams):
         ge=0,
         le=1,
     )
-    window_days: int | None = _field(
+    window_days: int | None = _field(  # type: ignore[assignment]  # empty: as recorded at cutover
         None,
         RECONCILE,
         "Length of the window in days. Empty: as the migration recorded it at cutover (its own form, 30 by default).",

@@ -559,7 +559,7 @@ def write_daily_report(
         and rows[sub]["imported_run_id"] == run_id
     ]
     sync_path = run_path / SYNC_FILE
-    sync = storage.read_json(sync_path) if sync_path.exists() else {"outcomes": {}, "skipped": True}
+    sync: dict[str, Any] = storage.read_json(sync_path) if sync_path.exists() else {"outcomes": {}, "skipped": True}
     report = daily_report(
         plan=plan,
         run_id=run_id,

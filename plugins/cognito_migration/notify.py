@@ -160,7 +160,7 @@ class EmailContent:
         return cls(
             subject=params.email_subject,
             from_address=from_address,
-            reply_to=params.email_reply_to,
+            reply_to=params.email_reply_to or "",
             link_template=params.reset_link_template,
             hosted_base_url=params.hosted_base_url,
         )

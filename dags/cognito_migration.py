@@ -99,7 +99,8 @@ def cognito_migration() -> None:
         params, run_id = _run()
         return build_cutover_kit(params, run_id)
 
-    @task(pool=POOL_SMTP, map_index_template="{{ task.op_kwargs['batch_id'] }}")
+    # One batch at a time everywhere (dag.test() ignores pools): the sending rate holds across batches.
+    @task(pool=POOL_SMTP, max_active_tis_per_dagrun=1, map_index_template="{{ task.op_kwargs['batch_id'] }}")
     def send_emails(batch_id: str) -> dict[str, Any]:
         from cognito_migration.notify import send_batch_emails
 

@@ -98,8 +98,16 @@ def write_report(
         for name in _STAGE_USER_KEYS
         if (stats := aggregate_stage(name, stage_outputs.get(name), _STAGE_USER_KEYS[name])) is not None
     ]
-    emails = stage_outputs.get("emails")
-    email_totals = next((dict(s.details) for s in stages if s.name == "emails"), {}) if emails else {}
+    email_totals: dict[str, Any] = {}
+    if emails := stage_outputs.get("emails"):
+        from cognito_migration.notify import campaign_status, summarize
+
+        this_run = summarize([emails] if isinstance(emails, Mapping) else emails)
+        ineligible = this_run.pop("ineligible", {})
+        email_totals = {f"this run: {k}": v for k, v in this_run.items() if v}
+        email_totals.update({f"not emailed: {reason}": n for reason, n in ineligible.items()})
+        campaign = campaign_status(ledger, params.user_pool_id, params.campaign)
+        email_totals.update({f"campaign {params.campaign!r} to date: {k}": v for k, v in campaign.items()})
     report = build_report(
         run_id=run_id,
         user_pool_id=params.user_pool_id,

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from cognito_migration import ledger as L
 from cognito_migration import storage
 from cognito_migration.reconcile_params import parse_reconcile_params
-from cognito_migration.reconcile_stage import pool_folder, resolve_plan
+from cognito_migration.reconcile_stage import pool_folder, pool_params, resolve_plan, run_decommission
 from emulators import cognito_seed as seed
 
 pytestmark = pytest.mark.slow
@@ -156,9 +156,14 @@ def test_after_migration_exactly_the_changed_users_are_carried_over_patched_or_r
     assert _production(stack)["counters"] == state["counters"]
     assert _recipients(stack) == sent_before + sent
 
-    # The final report (forced: the last day is 30 days away), then the purge of the per-user run files.
-    final = dagbag.get_dag("cognito_reconciliation").test(run_conf={**FRESH, **conf, "final_report": True})
-    assert _succeeded(final), _states(final)
+    # The final report, as the decommission task writes it on the last day (called directly: the last day is 29
+    # days away, and one more dag.test() would only repeat the sweep), then the purge of the per-user run files.
+    assert _states(sweep)["decommission"] == "skipped"  # not the last day
+    params = parse_reconcile_params({**conf, "final_report": True})
+    decision, plan = resolve_plan(params, ledger=ledger)
+    assert decision.sweep and decision.final
+    result = run_decommission(params, pool_params(params, plan), sweep.run_id, plan)
+    assert result["safe_to_decommission"] and result["unaccounted"] == 0
     summary = json.loads((pool_folder(pool.user_pool_id) / "final.json").read_text())
     checklist = summary["checklist"]
     assert checklist["safe_to_decommission"] and checklist["unaccounted"] == []
@@ -169,8 +174,8 @@ def test_after_migration_exactly_the_changed_users_are_carried_over_patched_or_r
     assert all(never[r["sub"]] == "federated" for r in by_status[L.IMPORTED] if r["federated"])
     assert {new_sub, rejected["sub"], modified["sub"], disabled["sub"]} <= emailed  # disabled after its email
     purged = {p["run"] for p in summary["purge"]["purged"]}
-    assert {storage.safe_run_id(r.run_id) for r in (migration, sweep, final)} <= purged
-    for run in (migration, sweep, final):
+    assert {storage.safe_run_id(r.run_id) for r in (migration, sweep)} <= purged
+    for run in (migration, sweep):
         run_path = storage.run_dir(run.run_id)
         assert not (run_path / "raw").exists() and not (run_path / "identities").exists()
     assert (storage.run_dir(sweep.run_id) / "report.json").exists() and day_file.exists()  # aggregates stay

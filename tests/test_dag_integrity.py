@@ -12,7 +12,7 @@ import pytest
 from emulators.airflow_home import PROJECT_ROOT
 
 DAG_FILES = sorted((PROJECT_ROOT / "dags").glob("*.py"))
-EXPECTED_DAGS = {"cognito_migration"}
+EXPECTED_DAGS = {"cognito_migration", "cognito_reconciliation"}
 
 
 def test_every_dag_parses_without_errors() -> None:

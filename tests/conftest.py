@@ -70,13 +70,32 @@ def airflow_db() -> Path:
     return home
 
 
+class FreshDags:
+    """The parsed DagBag, handing out a deep copy of a DAG per ``get_dag``.
+
+    ``dag.test(run_conf=...)`` writes the conf into the DAG's Param objects, so reusing one DAG object would leak
+    one test's form values into the next test's run.
+    """
+
+    def __init__(self, bag: Any) -> None:
+        self._bag = bag
+
+    def get_dag(self, dag_id: str) -> Any:
+        import copy
+
+        return copy.deepcopy(self._bag.dags[dag_id])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._bag, name)
+
+
 @pytest.fixture(scope="session")
 def dagbag(airflow_db: Path) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
     assert not bag.import_errors, bag.import_errors
-    return bag
+    return FreshDags(bag)
 
 
 @pytest.fixture

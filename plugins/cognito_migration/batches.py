@@ -28,6 +28,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -102,9 +103,6 @@ def _bucket_of(sub: str) -> int:
     return int(sub[:2], 16) >> 2
 
 
-_NO_REPEATS: list[bytes] = []
-
-
 class _Bucket:
     """One sub bucket read back: its index lines sorted (so by sub) and, on demand, its payload blob.
 
@@ -133,22 +131,29 @@ class _Bucket:
         blob = self.payload()
         return blob[offset : offset + auth0_len], blob[offset + auth0_len : offset + auth0_len + line_len]
 
-    def versions(self) -> Iterator[tuple[bytes, list[bytes]]]:
-        """Per sub, the index line to keep and the repeats (see :meth:`pick`). A line without a valid sub
-        stands alone. Buckets without a repeated sub, nearly all of them, take the fast path."""
+    def resolve(self) -> tuple[list[bytes], dict[bytes, list[bytes]]]:
+        """The index lines to keep, one per sub in sub order, and per kept sub (as bytes) the repeats dropped
+        (see :meth:`pick`). A line without a valid sub stands alone. Only the lines of a repeated sub (a
+        handful) take the slow path; the rest are kept as they are."""
         lines = self.lines
-        if not lines or lines[0][:1] == b"\t" or len({line[:_SUB_LENGTH] for line in lines}) == len(lines):
-            for line in lines:
-                yield line, _NO_REPEATS
-            return
-        group: list[bytes] = []
-        for line in lines:
-            if group and line[:_SUB_LENGTH] != group[0][:_SUB_LENGTH]:
-                yield self.pick(group)
-                group = []
-            group.append(line)
-        if group:
-            yield self.pick(group)
+        if not lines or lines[0][:1] == b"\t":
+            return lines, {}
+        subs = [line[:_SUB_LENGTH] for line in lines]
+        repeated = {a for a, b in pairwise(subs) if a == b}  # sorted, so a sub's lines are adjacent
+        if not repeated:
+            return lines, {}
+        kept = [line for line, sub in zip(lines, subs, strict=True) if sub not in repeated]
+        groups: dict[bytes, list[bytes]] = {}
+        for line, sub in zip(lines, subs, strict=True):
+            if sub in repeated:
+                groups.setdefault(sub, []).append(line)
+        repeats: dict[bytes, list[bytes]] = {}
+        for sub, group in groups.items():
+            keep, dropped = self.pick(group)
+            kept.append(keep)
+            repeats[sub] = dropped
+        kept.sort()  # each sub now has one line, so the full-line order is the sub order
+        return kept, repeats
 
     def pick(self, group: list[bytes]) -> tuple[bytes, list[bytes]]:
         """The version of a sub to keep, and the repeats (see :func:`choose_sub_version`). Compares content,
@@ -229,7 +234,7 @@ def _duplicate_email_losers(spool: _Spool, policy: ConvertPolicy) -> dict[bytes,
     with ExitStack() as stack:
         email_files = [stack.enter_context(_spool_writer(spool.root / f"email-{i:02d}")) for i in range(_EMAIL_BUCKETS)]
         for bucket in spool.buckets():
-            for line, _ in bucket.versions():
+            for line in bucket.resolve()[0]:
                 fields = line.split(b"\t", 5)
                 if fields[1] == b"C":
                     email_key, rank = fields[3], fields[4]
@@ -238,11 +243,14 @@ def _duplicate_email_losers(spool: _Spool, policy: ConvertPolicy) -> dict[bytes,
                     )
     losers: dict[bytes, str | None] = {}
     for i in range(_EMAIL_BUCKETS):
+        rows = (spool.root / f"email-{i:02d}").read_bytes().split(b"\n")
+        rows.pop()  # the text after the last newline is empty
+        counts = Counter([row.partition(b"\t")[0] for row in rows])
+        if len(counts) == len(rows):  # no email shared in this bucket: every user keeps its own
+            continue
         candidates = [
             KeeperCandidate(email_key.decode(), int(rank), sub.decode())
-            for email_key, rank, sub in (
-                line.split(b"\t") for line in (spool.root / f"email-{i:02d}").read_bytes().splitlines()
-            )
+            for email_key, rank, sub in (row.split(b"\t") for row in rows if counts[row.partition(b"\t")[0]] > 1)
         ]
         keepers = plan_keepers(candidates, policy.duplicate_email)
         for candidate in candidates:
@@ -387,17 +395,20 @@ def _emit(
     try:
         for bucket in spool.buckets():
             blob = bucket.payload()
-            for line, repeats in bucket.versions():
+            survivors, repeated = bucket.resolve()
+            for line in survivors:
                 fields = line.split(b"\t")
                 sub = fields[0]
                 if sub:
                     unique_subs += 1
                     members_seen += sub in member_subs
-                for repeat in repeats:
-                    r_sub, username, email, status = bucket.describe(repeat)
-                    detail = f"sub fed {len(repeats) + 1} times; kept the version modified last"
-                    rejects.add(r_sub, username, email, Outcome.SKIPPED, Reason.DUPLICATE_SUB, detail)
-                    counts[status, Outcome.SKIPPED, Reason.DUPLICATE_SUB] += 1
+                if repeated and sub in repeated:
+                    repeats = repeated[sub]
+                    for repeat in repeats:
+                        r_sub, username, email, status = bucket.describe(repeat)
+                        detail = f"sub fed {len(repeats) + 1} times; kept the version modified last"
+                        rejects.add(r_sub, username, email, Outcome.SKIPPED, Reason.DUPLICATE_SUB, detail)
+                        counts[status, Outcome.SKIPPED, Reason.DUPLICATE_SUB] += 1
                 if fields[1] == b"R":
                     r_sub, username, email, status, outcome, reason, detail = json.loads(fields[3])
                     rejects.add(r_sub, username, email, outcome, reason, detail)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import PydanticSerializationError, to_json
 
 from cognito_migration.models import (
     AUTH0_USER,
@@ -43,6 +43,7 @@ from cognito_migration.models import (
     ConvertResult,
     ConvertWarning,
     Excluded,
+    FastCognitoUser,
     Outcome,
     Reason,
 )
@@ -317,9 +318,13 @@ def _salvage(raw: object) -> tuple[str, str, str, str]:
 
 # The adapters' core validators, called directly: TypeAdapter's Python wrapper costs a few percent per user.
 _parse_json = COGNITO_USER.validator.validate_json
+_parse_json_fast = msgspec.json.Decoder(FastCognitoUser).decode
 _parse_python = COGNITO_USER.validator.validate_python
 _validate_auth0 = AUTH0_USER.validator.validate_python
 _validate_line = IDENTITY_LINE.validator.validate_python
+# msgspec writes the same bytes as pydantic-core's to_json for these plain dicts (compact, UTF-8, datetimes as
+# ISO-8601 with "Z") in about half the time; the records are validated by pydantic before they are written.
+_encode = msgspec.json.Encoder().encode
 
 
 def convert_user(
@@ -336,7 +341,13 @@ def convert_user(
     enabled policies, then email, phone and names, then validation of the two outputs and the profile size.
     """
     try:
-        user = _parse_json(raw) if isinstance(raw, str | bytes | bytearray) else _parse_python(raw)
+        if isinstance(raw, str | bytes | bytearray):
+            try:
+                user = _parse_json_fast(raw)
+            except msgspec.MsgspecError:  # unusual input: pydantic decides what it accepts, and says why not
+                user = _parse_json(raw)
+        else:
+            user = _parse_python(raw)
     except ValidationError as exc:
         return Excluded(*_salvage(raw), Outcome.REJECTED, Reason.INVALID_RECORD, _validation_detail(exc))
     attrs: dict[str, str] = {a["Name"]: a.get("Value", "") for a in user.get("Attributes", ())}
@@ -585,9 +596,9 @@ def convert_user(
         detail = _validation_detail(exc, "identity line: ")
         return excluded(Outcome.REJECTED, Reason.INVALID_RECORD, detail, modified_us)
     try:
-        auth0_json = to_json(auth0)
-        line_json = to_json(line)
-    except PydanticSerializationError:  # a lone surrogate in a field validation lets through (plain str)
+        auth0_json = _encode(auth0)
+        line_json = _encode(line)
+    except UnicodeEncodeError:  # a lone surrogate in a field validation lets through (plain str)
         detail = "a value is not valid Unicode text (lone surrogate)"
         return excluded(Outcome.REJECTED, Reason.INVALID_RECORD, detail, modified_us)
     if len(auth0_json) > PROFILE_MAX_BYTES:

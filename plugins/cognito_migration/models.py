@@ -15,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple, NotRequired, Required
 
+import msgspec
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -154,6 +155,32 @@ class CognitoUser(TypedDict):
 
 
 COGNITO_USER = TypeAdapter(CognitoUser)
+
+
+# The same input shape for msgspec, the convert stage's fast path for JSON text: it decodes and checks a
+# ListUsers user in half the time of pydantic-core. It is strict (RFC 3339 datetimes, JSON booleans), so it
+# accepts a subset of what :data:`COGNITO_USER` accepts, with equal values (one exception: more than six
+# fractional digits of a second are rounded to the microsecond, not truncated; boto3 never writes more
+# than six). Anything it refuses goes to :data:`COGNITO_USER`, which decides and explains the error.
+class FastCognitoAttribute(TypedDict):
+    Name: str
+    Value: NotRequired[str]
+
+
+class FastMfaOption(TypedDict, total=False):
+    DeliveryMedium: str
+    AttributeName: str
+
+
+class FastCognitoUser(TypedDict):
+    Username: Annotated[str, msgspec.Meta(min_length=1)]
+    Attributes: NotRequired[list[FastCognitoAttribute]]
+    UserCreateDate: datetime
+    UserLastModifiedDate: datetime
+    Enabled: bool
+    UserStatus: str
+    MFAOptions: NotRequired[list[FastMfaOption]]
+
 
 # --- Output: shared pieces ----------------------------------------------------------------------------------
 

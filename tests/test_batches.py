@@ -219,6 +219,26 @@ def test_garbage_text_is_escaped_not_fatal(tmp_path: Path) -> None:
     assert rows[0]["username"] == "bad\\ud800name"
 
 
+def test_a_trailing_newline_is_not_a_valid_value(tmp_path: Path) -> None:
+    """Python's ``$`` matches before a final newline; the converter must not (a sub with one once broke the
+    tab-separated spool index and crashed the stage)."""
+    users = [
+        cognito_user(sub=SUB_A + "\n"),
+        cognito_user(sub=SUB_B, email="b@example.com\n"),
+        cognito_user(sub=SUB_C, email="c@example.com", phone_number="+14155550100\n"),
+    ]
+    summary = write_batches(users, {}, POOL, ConvertPolicy(), tmp_path)
+    assert_conserved(tmp_path, summary)
+    rows = rejects(tmp_path)
+    assert [(row["reason"], row["detail"]) for row in rows] == [
+        ("invalid_email", "email is not a valid address (ASCII local part @ dotted host name)"),
+        ("invalid_record", "the sub attribute is missing or not a UUID"),  # no valid sub: written last
+    ]
+    records, _ = batch_users(tmp_path, summary)
+    assert [(r["user_id"], "phone_number" in r) for r in records] == [(SUB_C, False)]
+    assert summary.warnings["phone_dropped"] == 1
+
+
 def test_bad_memberships_fail_with_the_sub_named(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match=SUB_A):
         write_batches([], {SUB_A: "admins"}, POOL, ConvertPolicy(), tmp_path)

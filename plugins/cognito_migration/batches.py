@@ -77,11 +77,11 @@ class OutputDir(Protocol):
     def mkdir(self, parents: bool = ..., exist_ok: bool = ...) -> None: ...
 
 
-_SUB_RE = re.compile(SUB_PATTERN)
+_SUB_RE = re.compile(SUB_PATTERN)  # fullmatch only: a sub with a trailing newline would break an index line
 
 
 def _is_sub(value: str) -> bool:
-    return _SUB_RE.match(value) is not None
+    return _SUB_RE.fullmatch(value) is not None
 
 
 def _check_memberships(memberships: Mapping[str, Sequence[str]]) -> None:

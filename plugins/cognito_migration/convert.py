@@ -190,6 +190,9 @@ class PoolContext:
 
 # --- Field rules ---------------------------------------------------------------------------------------------
 
+# Used with fullmatch: in Python's re a final "$" also matches before a trailing newline, in pydantic-core's
+# regex it does not. fullmatch gives the Rust semantics, so "a@b.com\n" is an invalid email here, not a record
+# the output validation refuses later (and a sub with a newline never reaches the tab-separated spool index).
 _SUB_RE = re.compile(SUB_PATTERN)
 _UUID_ANY_CASE_RE = re.compile(SUB_PATTERN, re.IGNORECASE)
 _EMAIL_RE = re.compile(EMAIL_PATTERN)
@@ -360,7 +363,7 @@ def convert_user(
     def excluded(outcome: Outcome, reason: Reason, detail: str, modified_us: int = 0) -> Excluded:
         return Excluded(sub, username, email, status, outcome, reason, detail, modified_us)
 
-    if not _SUB_RE.match(sub):
+    if not _SUB_RE.fullmatch(sub):
         return excluded(Outcome.REJECTED, Reason.INVALID_RECORD, "the sub attribute is missing or not a UUID")
     try:
         created_at = _utc(user["UserCreateDate"])
@@ -384,7 +387,7 @@ def convert_user(
     if not email:
         detail = "no email attribute" + (" (phone-only user)" if attrs.get("phone_number") else "")
         return excluded(Outcome.REJECTED, Reason.NO_EMAIL, detail, modified_us)
-    if len(email) > EMAIL_MAX_LENGTH or email.rfind("@") > EMAIL_LOCAL_MAX_LENGTH or not _EMAIL_RE.match(email):
+    if len(email) > EMAIL_MAX_LENGTH or email.rfind("@") > EMAIL_LOCAL_MAX_LENGTH or not _EMAIL_RE.fullmatch(email):
         return excluded(Outcome.REJECTED, Reason.INVALID_EMAIL, _email_problem(email), modified_us)
 
     warnings: list[str] = []
@@ -395,7 +398,7 @@ def convert_user(
         warnings.append(ConvertWarning.EMAIL_VERIFIED_NOT_CARRIED)
 
     phone = attrs.get("phone_number") or None
-    if phone is not None and not _E164_RE.match(phone):
+    if phone is not None and not _E164_RE.fullmatch(phone):
         if policy.invalid_phone == "reject":
             return excluded(Outcome.REJECTED, Reason.INVALID_PHONE, "phone_number is not E.164", modified_us)
         warnings.append(ConvertWarning.PHONE_DROPPED)
@@ -420,7 +423,7 @@ def convert_user(
     if truncated:
         warnings.append(ConvertWarning.NAMES_TRUNCATED)
 
-    looks_like_id = username == sub or "@" in username or _UUID_ANY_CASE_RE.match(username) is not None
+    looks_like_id = username == sub or "@" in username or _UUID_ANY_CASE_RE.fullmatch(username) is not None
     user_metadata: dict[str, Any] = {}
     traits: dict[str, Any] = {}
     # Most users have none of these: test with one set intersection, then fill in the fixed order.
@@ -433,7 +436,7 @@ def convert_user(
     locale = attrs.get("locale") or None
     if locale is not None:
         locale = locale.replace("_", "-")
-        if _BCP47_RE.match(locale):
+        if _BCP47_RE.fullmatch(locale):
             user_metadata["locale"] = locale
         else:
             warnings.append(ConvertWarning.LOCALE_DROPPED)
@@ -459,7 +462,7 @@ def convert_user(
     picture = attrs.get("picture") or None
     if picture is not None:
         traits["picture"] = picture
-        if len(picture) > PICTURE_MAX_LENGTH or not _PICTURE_RE.match(picture):
+        if len(picture) > PICTURE_MAX_LENGTH or not _PICTURE_RE.fullmatch(picture):
             warnings.append(ConvertWarning.PICTURE_DROPPED)
             auth0_dropped.append("picture")
             picture = None
@@ -538,7 +541,11 @@ def convert_user(
         avnology_cognito["dropped_attributes"] = avnology_dropped
 
     auth0: dict[str, Any] = {"email": email, "email_verified": email_verified, "user_id": sub}
-    if not looks_like_id and len(username) <= policy.auth0_username_max_length and _AUTH0_USERNAME_RE.match(username):
+    if (
+        not looks_like_id
+        and len(username) <= policy.auth0_username_max_length
+        and _AUTH0_USERNAME_RE.fullmatch(username)
+    ):
         auth0["username"] = username
     auth0.update(auth0_names)
     if picture is not None:
@@ -554,7 +561,7 @@ def convert_user(
     given_name = attrs.get("given_name") or None
     display_name = attrs.get("name") or None
     identity: dict[str, Any] = {"email": email}
-    if not looks_like_id and _AVNOLOGY_USERNAME_RE.match(username):
+    if not looks_like_id and _AVNOLOGY_USERNAME_RE.fullmatch(username):
         identity["username"] = username
     if given_name:
         identity["first_name"] = given_name

@@ -71,19 +71,21 @@ def airflow_db() -> Path:
 
 
 class FreshDags:
-    """The parsed DagBag, handing out a deep copy of a DAG per ``get_dag``.
+    """Parses the DAG files again for every ``get_dag``, so each test runs a pristine DAG object.
 
     ``dag.test(run_conf=...)`` writes the conf into the DAG's Param objects, so reusing one DAG object would leak
-    one test's form values into the next test's run.
+    one test's form values into the next test's run (a deep copy is no way out: it loses mapped tasks' inputs).
     """
 
     def __init__(self, bag: Any) -> None:
         self._bag = bag
 
     def get_dag(self, dag_id: str) -> Any:
-        import copy
+        from airflow.dag_processing.dagbag import DagBag
 
-        return copy.deepcopy(self._bag.dags[dag_id])
+        fresh = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+        assert not fresh.import_errors, fresh.import_errors
+        return fresh.dags[dag_id]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._bag, name)

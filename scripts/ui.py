@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(airflow_env(home))
     os.environ["COGNITO_MIGRATION_HOME"] = str(UI_HOME)
     os.environ["AIRFLOW__API__PORT"] = str(args.port)
+    os.environ["AIRFLOW__API__HOST"] = "127.0.0.1"
+    # `airflow standalone` starts its components as `airflow …` by name: the venv's bin must be on PATH.
+    os.environ["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", "")))
     migrate_db(home)
     airflow = str(Path(sys.executable).with_name("airflow"))
     subprocess.run([airflow, "pools", "import", str(PROJECT_ROOT / "deploy" / "pools.json")], check=True, timeout=120)

@@ -584,16 +584,15 @@ class Ledger:
     ) -> None:
         if not rows:
             return
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialects = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
         dialect = self.engine.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        elif dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
+        if dialect not in dialects:
             raise NotImplementedError(f"ledger supports SQLite and PostgreSQL, not {dialect}")
-        stmt = insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys), set_={c: getattr(stmt.excluded, c) for c in update_cols}
+        insert: Any = dialects[dialect](table)
+        stmt = insert.on_conflict_do_update(
+            index_elements=list(keys), set_={c: getattr(insert.excluded, c) for c in update_cols}
         )
         with self.engine.begin() as conn:
             conn.execute(stmt, rows)

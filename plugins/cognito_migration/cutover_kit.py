@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
 from cognito_migration import storage
@@ -21,21 +19,6 @@ log = logging.getLogger(__name__)
 SNAPSHOT = "snapshot.json"
 MEMBERSHIPS = "memberships.jsonl"
 KIT_FOLDER = "cutover"
-
-
-def _write_text(path: Any, text: str) -> None:
-    """Private (0600) on local storage, like every other run file; plain object write elsewhere."""
-    data = text.encode()
-    if path.protocol in ("file", "local", ""):
-        local = Path(path.path)
-        tmp = local.with_name(local.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, local)
-    else:
-        with path.open("wb") as fh:
-            fh.write(data)
 
 
 def build_cutover_kit(params: Any, run_id: str) -> dict[str, Any]:
@@ -57,7 +40,7 @@ def build_cutover_kit(params: Any, run_id: str) -> dict[str, Any]:
     storage.make_private_dir(folder)
     kit_json = storage.write_json(folder / "kit.json", kit.to_dict())
     kit_md = folder / "kit.md"
-    _write_text(kit_md, render_markdown(kit))
+    storage.write_bytes(kit_md, render_markdown(kit).encode())
 
     warnings = len(kit.warnings)
     log.info(

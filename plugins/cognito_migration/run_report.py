@@ -121,8 +121,7 @@ def write_report(
     missing = incomplete_stages(params, stage_outputs)
     report["incomplete_stages"] = missing
     storage.write_json(run_path / "report.json", report)
-    with (run_path / "report.html").open("w") as fh:
-        fh.write(render_html(report))
+    storage.write_bytes(run_path / "report.html", render_html(report).encode())
     log.info("Report: %s (%s)", run_path / "report.html", report["conservation"]["equation"])
     check_conservation(report)
     if missing:

@@ -59,7 +59,11 @@ def write_json(path: ObjectStoragePath, payload: Any, *, indent: int | None = 1)
 
     ``indent=None`` writes compact JSON with the C encoder, several times faster for bulk files (raw pages).
     """
-    data = json.dumps(payload, indent=indent, sort_keys=True, default=str).encode()
+    return write_bytes(path, json.dumps(payload, indent=indent, sort_keys=True, default=str).encode())
+
+
+def write_bytes(path: ObjectStoragePath, data: bytes) -> ObjectStoragePath:
+    """Private (0600) and atomic (temp name, then rename) on local storage; a plain object write elsewhere."""
     if path.protocol in ("file", "local", ""):
         local = Path(path.path)
         local.parent.mkdir(parents=True, exist_ok=True)

@@ -52,15 +52,15 @@ def test_run_stopped_before_import_counts_pending_as_ready() -> None:
     assert not _report({L.PENDING: 7, L.FAILED: 1}, stop_after="dry_run")["conservation"]["holds"]
 
 
-def test_aggregate_mapped_stage_sums_counts_and_takes_longest_time() -> None:
+def test_aggregate_mapped_stage_sums_counts_and_task_seconds() -> None:
     stats = aggregate_stage(
         "import",
         [{"users": 10, "created": 9, "elapsed_s": 2.0}, {"users": 5, "created": 5, "elapsed_s": 4.0}, None],
         "users",
     )
     assert stats is not None
-    assert stats.users == 15 and stats.details["created"] == 14 and stats.elapsed_s == 4.0
-    assert stats.users_per_s == pytest.approx(3.75)
+    assert stats.users == 15 and stats.details["created"] == 14 and stats.elapsed_s == 6.0
+    assert stats.users_per_s == pytest.approx(2.5)
     assert aggregate_stage("import", [], "users") is None
 
 

@@ -41,7 +41,11 @@ class StageStats:
 def aggregate_stage(
     name: str, outputs: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None, users_key: str
 ) -> StageStats | None:
-    """Sum the small XCom dicts of a (possibly mapped) stage; mapped copies ran in parallel, so time is the max."""
+    """Sum the small XCom dicts of a (possibly mapped) stage.
+
+    Time is the sum of the copies' own durations (task-seconds): copies may run one at a time (emails, pools of one
+    slot) or in parallel, and only the sum means the same thing in both cases.
+    """
     if not outputs:
         return None
     items = [outputs] if isinstance(outputs, Mapping) else [o for o in outputs if o]
@@ -54,7 +58,7 @@ def aggregate_stage(
         for key, value in o.items():
             if isinstance(value, int | float) and not isinstance(value, bool) and key != "elapsed_s":
                 totals[key] = totals.get(key, 0) + value
-    return StageStats(name, users, max(times) if times else None, totals)
+    return StageStats(name, users, sum(times) if times else None, totals)
 
 
 def build_report(
@@ -201,8 +205,8 @@ stages up to <code>{esc(report["stop_after"])}</code>.</p>
 <p><code>{esc(c["equation"])}</code></p>
 <h2>Status breakdown</h2>{_bar_chart(status_rows)}
 <h2>Skipped, rejected and conflicts by reason</h2>{_bar_chart(reason_rows, color="#e53935")}
-<h2>Throughput per stage</h2>{_bar_chart(speed_rows, unit=" users/s")}
-<table><tr><th>stage</th><th>users</th><th>seconds</th><th>users/s</th></tr>{stage_table}</table>
+<h2>Throughput per stage (users per task-second; parallel copies finish sooner)</h2>{_bar_chart(speed_rows, unit=" users/s")}
+<table><tr><th>stage</th><th>users</th><th>task-seconds</th><th>users per task-second</th></tr>{stage_table}</table>
 <h2>Reset emails</h2><table>{email_rows or "<tr><td>no email stage in this run</td></tr>"}</table>
 <h2>Files</h2><ul>{links}</ul>
 </body></html>

@@ -47,7 +47,8 @@ def test_trigger_form_has_sections_and_descriptions() -> None:
     assert "user_pool_id" in params
     for name in params:
         param = params.get_param(name)
-        assert param.description, f"{name} has no description"
+        assert param.schema.get("description_md"), f"{name} has no description"
+        assert param.description is None, f"{name}: a plain description would hide the Markdown one in the UI"
         assert param.schema.get("section"), f"{name} has no section"
 
 

@@ -188,7 +188,7 @@ def airflow_params(
     for name, field in model.model_fields.items():
         prop = schema["properties"][name]
         kwargs: dict[str, Any] = {
-            "description": field.description,
+            # The UI renders ``description_md`` as Markdown only when the plain ``description`` is unset.
             "description_md": field.description,
             "section": prop.get("section"),
             "title": name.replace("_", " ").capitalize(),

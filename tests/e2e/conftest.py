@@ -99,12 +99,20 @@ def init_ledger(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
+def cluster_extra_env() -> dict[str, str]:
+    """More environment for every component of this module's cluster; a test module overrides this fixture
+    (e.g. the reconciliation's schedule variables, read when the dag-processor parses the DAG)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def cluster(
     request: pytest.FixtureRequest,
     postgres_url: str,
     stack: Any,
     tmp_path_factory: pytest.TempPathFactory,
     artifacts: Path,
+    cluster_extra_env: dict[str, str],
 ) -> Iterator[AirflowCluster]:
     """api-server, scheduler, dag-processor and triggerer (and a Celery worker for CeleryExecutor) on a fresh
     PostgreSQL metadata database; LocalExecutor unless the test parametrizes ``cluster`` with an executor.
@@ -132,6 +140,7 @@ def cluster(
                 "COGNITO_MIGRATION_LEDGER_URL": ledger_url,
                 "COGNITO_MIGRATION_STORAGE": str(home / "storage"),
                 "COGNITO_MIGRATION_HOME": str(home / "var"),
+                **cluster_extra_env,
             },
         )
         try:

@@ -408,35 +408,11 @@ class Ledger:
         The claim is committed *before* the message goes out, so a crash between claim and send leaves a
         ``claimed`` row that is reported as unknown and never silently re-sent.
         """
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    email_sends.insert().values(
-                        user_pool_id=user_pool_id,
-                        sub=sub,
-                        campaign=campaign,
-                        status=EMAIL_CLAIMED,
-                        claimed_at=utcnow(),
-                        run_id=run_id,
-                    )
-                )
-        except sa.exc.IntegrityError:
-            return False
-        return True
+        return self.settle_and_claim_email(user_pool_id, campaign, claim=sub, run_id=run_id)
 
     def mark_email(self, user_pool_id: str, sub: str, campaign: str, *, status: str, error: str = "") -> None:
-        if status not in (EMAIL_SENT, EMAIL_FAILED):
-            raise ValueError(f"email status must be sent or failed, not {status!r}")
-        with self.engine.begin() as conn:
-            conn.execute(
-                email_sends.update()
-                .where(
-                    email_sends.c.user_pool_id == user_pool_id,
-                    email_sends.c.sub == sub,
-                    email_sends.c.campaign == campaign,
-                )
-                .values(status=status, sent_at=utcnow() if status == EMAIL_SENT else None, error=error or None)
-            )
+        """Record how one claimed email ended (``sent`` or ``failed``)."""
+        self.settle_and_claim_email(user_pool_id, campaign, settle=[EmailOutcome(sub, status, error)])
 
     def settle_and_claim_email(
         self,

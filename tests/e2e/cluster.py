@@ -365,3 +365,23 @@ class AirflowApi:
 
     def pools(self) -> dict[str, int]:
         return {p["name"]: p["slots"] for p in self._call("GET", "/pools", params={"limit": 100})["pools"]}
+
+
+# -- helpers the e2e tests share ---------------------------------------------------------------------------
+
+SUCCESS_STATES = {"success", "skipped"}
+
+
+def form_conf(details: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """The conf the trigger form posts: every param at its form value (the defaults), with the user's edits."""
+    conf = {name: param["value"] for name, param in details["params"].items()}
+    unknown = set(overrides) - set(conf)
+    assert not unknown, f"the form has no fields {sorted(unknown)}"
+    return {**conf, **overrides}
+
+
+def production_identities(stack: Any) -> list[dict[str, Any]]:
+    """The identities in the emulator's production tenant, read through its admin API."""
+    response = httpx.get(f"{stack.avnology_url}/_emulator/state", params={"tenant": "production"}, timeout=30)
+    response.raise_for_status()
+    return list(response.json()["identities"])

@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from cognito_migration.ledger import Ledger
 from cognito_migration.params import MigrationParams
-from tests.e2e.cluster import AirflowApi, AirflowCluster, wait_until
+from tests.e2e.cluster import SUCCESS_STATES, AirflowApi, AirflowCluster, form_conf, production_identities, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -29,15 +28,6 @@ USERS = 150
 GATE_TIMEOUT_S = 420
 RUN_TIMEOUT_S = 300
 WAITING_STATES = {"deferred", "awaiting_input"}  # 3.3 parks a HITL task in awaiting_input; older ones defer it
-SUCCESS_STATES = {"success", "skipped"}
-
-
-def _form_conf(details: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    """The conf the trigger form posts: every param at its form value, with the user's edits."""
-    conf = {name: param["value"] for name, param in details["params"].items()}
-    unknown = set(overrides) - set(conf)
-    assert not unknown, f"the form has no fields {sorted(unknown)}"
-    return {**conf, **overrides}
 
 
 def _hitl_path(run_id: str) -> str:
@@ -50,19 +40,13 @@ def _api_json(api: AirflowApi, method: str, path: str, **kwargs: Any) -> Any:
     return response.json()
 
 
-def _production_identities(stack: Any) -> list[dict[str, Any]]:
-    response = httpx.get(f"{stack.avnology_url}/_emulator/state", params={"tenant": "production"}, timeout=30)
-    response.raise_for_status()
-    return list(response.json()["identities"])
-
-
 def _start_run_and_wait_at_gate(api: AirflowApi, stack: Any, note: str) -> tuple[Any, str, dict[str, Any]]:
     """Seed a pool, trigger with ``require_approval``, and return once the gate is waiting for a person."""
     from emulators.cognito_seed import seed_pool
 
     details = api.wait_for_dag(DAG_ID)
     pool = seed_pool(stack.cognito_client(), users=USERS)
-    conf = _form_conf(
+    conf = form_conf(
         details,
         user_pool_id=pool.user_pool_id,
         region=pool.region,
@@ -98,7 +82,7 @@ def _check_waiting_gate(api: AirflowApi, stack: Any, run_id: str, states: dict[s
     """Nothing imported yet, and the HITL detail shows the dry run's figures; returns that detail."""
     not_started = {k: v for k, v in states.items() if k.startswith("import_batch") and v not in ("None", "")}
     assert not not_started, f"import tasks started before the approval: {not_started}"
-    assert _production_identities(stack) == [], "production holds identities before anyone approved"
+    assert production_identities(stack) == [], "production holds identities before anyone approved"
 
     detail = _api_json(api, "GET", _hitl_path(run_id))
     assert detail["response_received"] is False and not detail["chosen_options"], detail
@@ -134,7 +118,7 @@ def test_approved_gate_imports_into_production(
     _check_waiting_gate(api, clean_stack, run_id, states)
     time.sleep(5)  # a gate that ignored the missing answer would move on now; it must still be waiting
     assert api.task_states(DAG_ID, run_id)[GATE] in WAITING_STATES
-    assert _production_identities(clean_stack) == []
+    assert production_identities(clean_stack) == []
 
     answered = _answer(api, run_id, "Approve")
     run = api.wait_for_run(DAG_ID, run_id, timeout=RUN_TIMEOUT_S)
@@ -157,7 +141,7 @@ def test_approved_gate_imports_into_production(
     finally:
         ledger.engine.dispose()
     imported = counts.get("imported", 0) + counts.get("already_present", 0)
-    identities = _production_identities(clean_stack)
+    identities = production_identities(clean_stack)
     assert imported > 0 and not counts.get("pending") and not counts.get("failed"), counts
     assert len(identities) == imported, f"production holds {len(identities)} identities, the ledger {imported}"
 
@@ -177,4 +161,4 @@ def test_rejected_gate_fails_before_production(
     assert final[GATE] == "failed", final
     imports = {k: v for k, v in final.items() if k.startswith("import_batch")}
     assert imports and all(v == "upstream_failed" for v in imports.values()), imports
-    assert _production_identities(clean_stack) == [], "a rejected gate let identities into production"
+    assert production_identities(clean_stack) == [], "a rejected gate let identities into production"

@@ -17,12 +17,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from cognito_migration.ledger import Ledger
 from cognito_migration.params import MigrationParams
-from tests.e2e.cluster import AirflowApi, AirflowCluster, wait_until
+from tests.e2e.cluster import SUCCESS_STATES, AirflowApi, AirflowCluster, form_conf, production_identities, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -32,7 +31,6 @@ USERS = 60
 MIGRATION_TIMEOUT_S = 420
 QUEUE_TIMEOUT_S = 90  # the scheduler turns a queued asset event into a run within a few loops
 SWEEP_TIMEOUT_S = 300
-SUCCESS_STATES = {"success", "skipped"}
 ACTION_CATEGORIES = ("new", "retry", "modified", "disabled", "deleted")
 
 
@@ -51,19 +49,6 @@ def cluster_extra_env() -> dict[str, str]:
         "COGNITO_RECONCILIATION_CRON": _cron_far_from_now(),
         "COGNITO_RECONCILIATION_DEFAULTS": json.dumps({"email_mode": "send", "campaign": "e2e-cutover"}),
     }
-
-
-def _form_conf(details: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    conf = {name: param["value"] for name, param in details["params"].items()}
-    unknown = set(overrides) - set(conf)
-    assert not unknown, f"the form has no fields {sorted(unknown)}"
-    return {**conf, **overrides}
-
-
-def _production_identities(stack: Any) -> list[dict[str, Any]]:
-    response = httpx.get(f"{stack.avnology_url}/_emulator/state", params={"tenant": "production"}, timeout=30)
-    response.raise_for_status()
-    return list(response.json()["identities"])
 
 
 def _reconciliation_runs(api: AirflowApi) -> list[dict[str, Any]]:
@@ -91,7 +76,7 @@ def test_cutover_event_starts_a_reconciliation_of_the_migrated_pool(
     assert _reconciliation_runs(api) == [], "a reconciliation ran before any cutover"
 
     pool = seed_pool(clean_stack.cognito_client(), users=USERS)
-    conf = _form_conf(
+    conf = form_conf(
         details,
         user_pool_id=pool.user_pool_id,
         region=pool.region,
@@ -112,7 +97,7 @@ def test_cutover_event_starts_a_reconciliation_of_the_migrated_pool(
     )
     cutover = api.xcom(MIGRATION, migration_id, "report")
     assert cutover["cutover_at"] and cutover["user_pool_id"] == pool.user_pool_id, cutover
-    identities_before = {i["id"]: i for i in _production_identities(clean_stack)}
+    identities_before = {i["id"]: i for i in production_identities(clean_stack)}
     recipients_before = _recipients(clean_stack)
     assert identities_before and recipients_before, "the migration put nobody in production or mailed nobody"
 
@@ -170,7 +155,7 @@ def test_cutover_event_starts_a_reconciliation_of_the_migrated_pool(
     assert {k: report["counts"][k] for k in ACTION_CATEGORIES} == dict.fromkeys(ACTION_CATEGORIES, 0), report["counts"]
     assert daily["carried_over"] == 0 and report["carried_over_today"] == [], report["carried_over_today"]
     assert states["convert"] == "skipped", states  # "nobody to carry over today"
-    identities_after = {i["id"]: i for i in _production_identities(clean_stack)}
+    identities_after = {i["id"]: i for i in production_identities(clean_stack)}
     assert identities_after == identities_before, "the sweep changed production although Cognito did not change"
     assert _recipients(clean_stack) == recipients_before, "the sweep mailed someone although nobody was carried over"
 

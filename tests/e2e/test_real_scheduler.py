@@ -24,22 +24,13 @@ import pytest
 
 from cognito_migration.ledger import Ledger
 from cognito_migration.params import MigrationParams
-from tests.e2e.cluster import AirflowApi, AirflowCluster
+from tests.e2e.cluster import SUCCESS_STATES, AirflowApi, AirflowCluster, form_conf
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 DAG_ID = "cognito_migration"
 USERS = 150
 RUN_TIMEOUT_S = 600
-SUCCESS_STATES = {"success", "skipped"}
-
-
-def _form_conf(details: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    """The conf the trigger form posts: every param at its form value (the defaults), with the user's edits."""
-    conf = {name: param["value"] for name, param in details["params"].items()}
-    unknown = set(overrides) - set(conf)
-    assert not unknown, f"the form has no fields {sorted(unknown)}"
-    return {**conf, **overrides}
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_S + 300)
@@ -56,7 +47,7 @@ def test_migration_triggered_through_the_rest_api_runs_to_success(
         assert task["pool"] in pools, f"task {task['task_id']} names pool {task['pool']!r}, which init did not import"
 
     pool = seed_pool(clean_stack.cognito_client(), users=USERS)
-    conf = _form_conf(
+    conf = form_conf(
         details,
         user_pool_id=pool.user_pool_id,
         region=pool.region,
